@@ -1,0 +1,3 @@
+"""rescue-runner: declarative, reviewed and automatic rescue reruns of dbt models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,230 @@
+"""Frozen value types shared by every layer. No I/O, no heavy imports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import Enum
+from typing import Any
+
+# A path into a YAML document: ("batches", "max_models") or ("select", 0).
+DocPath = tuple[str | int, ...]
+
+
+class Severity(str, Enum):
+    """How bad a finding is. ``error`` blocks; ``warning`` and ``info`` do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (or note) about one request or configuration file.
+
+    ``code`` is stable (``RR001`` ...) and documented in docs/rules.md.
+    ``message`` says what is wrong and what to do about it.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    path: str
+    line: int | None = None
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "path": self.path,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """A YAML document decoded strictly: plain data plus the line of every node.
+
+    ``lines`` maps a DocPath to the 1-based line where that node starts
+    (the key's line for mapping values). ``()`` is the document itself.
+    """
+
+    path: str
+    data: Any
+    lines: Mapping[DocPath, int]
+    content_hash: str  # "sha256:<hex>" of the raw bytes
+
+    def line_of(self, doc_path: DocPath) -> int | None:
+        """The line of ``doc_path``, or of its nearest ancestor that has one."""
+        p = tuple(doc_path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+@dataclass(frozen=True)
+class DailyWindow:
+    """A recurring daily window in local time; ``end <= start`` crosses midnight."""
+
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a request may run. All absolute bounds are timezone-aware."""
+
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    daily: DailyWindow | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How to split a request into batches (all optional)."""
+
+    max_models: int | None = None
+    max_minutes: float | None = None
+    pause_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """Microbatch backfill window, UTC, ``end`` exclusive (as dbt's --event-time-end)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Override:
+    """A recorded approval to proceed despite a ``soft`` policy finding."""
+
+    code: str
+    approved_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """A rescue request, decoded and schema-valid. ``id`` is the file stem."""
+
+    id: str
+    path: str
+    version: int
+    reason: str
+    requested_by: str
+    select: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    full_refresh: bool = False
+    ticket: str | None = None
+    window: Window | None = None
+    batches: BatchSpec | None = None
+    event_time: EventTime | None = None
+    expires: datetime | None = None
+    priority: int = 0
+    overrides: tuple[Override, ...] = ()
+    content_hash: str = ""
+    lines: Mapping[DocPath, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def line_of(self, *doc_path: str | int) -> int | None:
+        """The line of a field in the request file (nearest ancestor if absent)."""
+        p: DocPath = tuple(doc_path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What the planner and the policies need to know about one dbt node."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    materialized: str | None = None
+    full_refresh: bool | None = None  # the model's `full_refresh` config (False: dbt ignores --full-refresh)
+    incremental_strategy: str | None = None
+    event_time: str | None = None
+    begin: str | None = None  # microbatch `begin`
+    batch_size: str | None = None  # microbatch `batch_size`
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    original_file_path: str = ""
+
+
+@dataclass(frozen=True)
+class ProjectGraph:
+    """The dbt graph as plain data: enough for lineage, planning and policies.
+
+    ``parents`` covers every node (models, seeds, snapshots, sources, tests ...),
+    so ancestry through unselected nodes can be followed. ``nodes`` holds the
+    nodes that can be selected for a rescue (models, seeds, snapshots).
+    ``identity`` names the manifest (hash of its node checksums) for fingerprints.
+    """
+
+    nodes: Mapping[str, NodeInfo]
+    parents: Mapping[str, tuple[str, ...]]
+    identity: str
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One dbt invocation: models in lineage order, all with the same full-refresh flag."""
+
+    index: int  # 1-based
+    models: tuple[str, ...]
+    full_refresh: bool
+    estimated_seconds: float
+    unknown_estimates: tuple[str, ...] = ()  # models whose estimate is the stated default
+    start_offset_seconds: float = 0.0  # from plan start, including earlier pauses
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A deterministic, fingerprinted plan for one request."""
+
+    request_id: str
+    fingerprint: str
+    batches: tuple[PlannedBatch, ...]
+    estimated_seconds: float  # sum of batch estimates (pauses excluded)
+    pause_seconds: float = 0.0  # between consecutive batches
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m for b in self.batches for m in b.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.request_id,
+            "fingerprint": self.fingerprint,
+            "batches": [
+                {
+                    "index": b.index,
+                    "models": list(b.models),
+                    "full_refresh": b.full_refresh,
+                    "estimated_seconds": b.estimated_seconds,
+                    "unknown_estimates": list(b.unknown_estimates),
+                    "start_offset_seconds": b.start_offset_seconds,
+                }
+                for b in self.batches
+            ],
+            "estimated_seconds": self.estimated_seconds,
+            "pause_seconds": self.pause_seconds,
+            "warnings": list(self.warnings),
+        }

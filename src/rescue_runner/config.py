@@ -1,0 +1,160 @@
+"""Repository configuration: `rescue.yaml` at the repository root.
+
+Decoded with the same strict loader and JSON-Schema checker as requests
+(`schema_data/rescue-config.v1.json`). Relative paths are relative to the
+directory holding `rescue.yaml`. Every setting has a default, so a repository
+without `rescue.yaml` works with the bundled example's layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RescueError
+from .model import Finding
+
+CONFIG_FILE = "rescue.yaml"
+
+
+@dataclass(frozen=True)
+class DbtSettings:
+    """Where the dbt project lives and how dbt is invoked (target and profile are fixed here,
+    never by a request)."""
+
+    project_dir: Path
+    profiles_dir: Path
+    target: str | None = None
+    manifest: Path | None = None  # resolve selections against this manifest.json(.gz) instead of parsing
+    state: Path | None = None  # folder holding a state manifest.json for `state:` selectors
+    history_dir: Path | None = None  # folder of run_results.json files used for estimates
+
+
+@dataclass(frozen=True)
+class PrefectSettings:
+    """The Prefect objects rescues run on (created by `rescue deploy`)."""
+
+    work_pool: str = "rescue"
+    work_queue: str = "dbt"
+    queue_concurrency: int = 5
+    deployment: str = "dbt_rerun"
+    flow: str = "transform_and_catalog"
+    run_results_storage_path: Path | None = None
+    reserve_slots: int = 1  # free slots kept for scheduled work
+    heavy_extra_slots: int = 1  # a heavy batch needs this many more free slots
+    lookahead_minutes: int = 30  # scheduled runs due within this horizon count as contention
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Where approvals come from and where the audit trail goes."""
+
+    remote: str = "origin"
+    protected_branch: str = "main"
+    branch: str = "rescue-audit"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole repository configuration."""
+
+    root: Path
+    requests_dir: Path
+    dbt: DbtSettings
+    prefect: PrefectSettings = field(default_factory=PrefectSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None  # display path of rescue.yaml, or None when defaulted
+    content_hash: str = ""
+
+
+def _path(root: Path, value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value))
+    return p if p.is_absolute() else (root / p)
+
+
+def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None = None,
+                     content_hash: str = "") -> Config:
+    """Build a Config from schema-valid data (defaults filled in)."""
+    dbt = dict(data.get("dbt") or {})
+    project_dir = _path(root, dbt.get("project_dir", ".")) or root
+    profiles_dir = _path(root, dbt.get("profiles_dir")) or project_dir
+    pre = dict(data.get("prefect") or {})
+    aud = dict(data.get("audit") or {})
+    return Config(
+        root=root,
+        requests_dir=_path(root, data.get("requests_dir", "rescues")) or root / "rescues",
+        dbt=DbtSettings(
+            project_dir=project_dir,
+            profiles_dir=profiles_dir,
+            target=dbt.get("target"),
+            manifest=_path(root, dbt.get("manifest")),
+            state=_path(root, dbt.get("state")),
+            history_dir=_path(root, dbt.get("history_dir")),
+        ),
+        prefect=PrefectSettings(
+            **{k: v for k, v in pre.items() if k != "run_results_storage_path"},
+            run_results_storage_path=_path(root, pre.get("run_results_storage_path", ".rescue/runs")),
+        ),
+        audit=AuditSettings(**aud),
+        policy=dict(data.get("policy") or {}),
+        source=source,
+        content_hash=content_hash,
+    )
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest `rescue.yaml` in ``start`` or its parents."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        candidate = d / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def parse_config_text(text: bytes | str, root: Path, display: str) -> tuple[Config | None, list[Finding]]:
+    """Decode configuration content (from a file or from a git ref) into a Config."""
+    from .loader import load_text
+    from .schema import validate_against_schema
+
+    doc, findings = load_text(text, display)
+    if doc is None:
+        return None, findings
+    findings = findings + validate_against_schema(doc, "rescue-config.v1.json")
+    if any(f.blocking for f in findings):
+        return None, findings
+    return config_from_data(root, doc.data, source=display, content_hash=doc.content_hash), findings
+
+
+def load_config(path: Path | None, *, cwd: Path | None = None) -> Config:
+    """Load `rescue.yaml` (found upwards from ``cwd`` when ``path`` is None).
+
+    Raises RescueError (exit 2) with every located problem when the file is invalid.
+    """
+    cwd = cwd or Path.cwd()
+    if path is None:
+        path = find_config(cwd)
+        if path is None:
+            return config_from_data(cwd.resolve(), {})
+    if not path.is_file():
+        raise RescueError(f"{path}: configuration file not found",
+                          hint="pass --config PATH or run `rescue init` to create rescue.yaml")
+    display = _display(path, cwd)
+    cfg, findings = parse_config_text(path.read_bytes(), path.resolve().parent, display)
+    if cfg is None:
+        lines = "\n".join(f"  {f.path}:{f.line or 1}: {f.code} {f.message}" for f in findings if f.blocking)
+        raise RescueError(f"{display}: invalid configuration\n{lines}",
+                          hint="fix rescue.yaml; see docs/configuration.md")
+    return cfg
+
+
+def _display(path: Path, cwd: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(path)

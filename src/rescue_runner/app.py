@@ -1,0 +1,106 @@
+"""Use cases. One direction: load -> schema -> resolve (dbt) -> policies -> plan -> explain.
+
+The CLI parses options and renders; everything it does is a call into this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import Config
+from .discovery import display_path, request_files
+from .model import Finding, Plan, Request
+
+if TYPE_CHECKING:
+    from .adapters.dbt import DbtProject
+
+
+@dataclass
+class RequestReport:
+    """Everything `rescue validate` knows about one request file."""
+
+    path: str
+    id: str | None
+    findings: list[Finding] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    request: Request | None = None
+    plan: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.blocking for f in self.findings)
+
+
+@dataclass
+class ValidationReport:
+    """The result of validating a set of request files."""
+
+    requests: list[RequestReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.requests)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.requests for f in r.findings]
+
+
+def open_dbt(config: Config) -> DbtProject:
+    """Load dbt once for the whole run: the configured manifest, or a parse of the project."""
+    from .adapters.dbt import DbtProject
+
+    d = config.dbt
+    if d.manifest is not None:
+        return DbtProject.from_manifest(d.manifest, project_root=d.project_dir, state_dir=d.state)
+    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=d.state)
+
+
+def load_requests(paths: Sequence[Path], config: Config, cwd: Path) -> list[RequestReport]:
+    """Decode every request file (no dbt yet): strict YAML, schema, request building."""
+    from .request import check_unique_ids, load_request
+
+    reports: list[RequestReport] = []
+    for p in request_files(paths, config.requests_dir):
+        shown = display_path(p, cwd)
+        req, findings = load_request(p, shown)
+        reports.append(RequestReport(shown, req.id if req else p.stem, list(findings), request=req))
+    loaded = [r.request for r in reports if r.request is not None]
+    dup = check_unique_ids(loaded)
+    for r in reports:
+        r.findings.extend(f for f in dup if f.path == r.path)
+    return reports
+
+
+def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
+             dbt: DbtProject | None = None, with_plan: bool = False) -> ValidationReport:
+    """Validate request files: decode, check selectors, resolve with dbt, (plan).
+
+    dbt is loaded at most once, and only when some request reached the selection stage,
+    so a malformed file is reported in milliseconds.
+    """
+    from .resolve import resolve, safety_findings
+
+    cwd = cwd or Path.cwd()
+    reports = load_requests(paths, config, cwd)
+    todo: list[RequestReport] = []
+    for r in reports:
+        if r.request is None:
+            continue
+        safety = safety_findings(r.request)
+        r.findings.extend(safety)
+        if not any(f.blocking for f in safety):
+            todo.append(r)
+    if todo and dbt is None:
+        dbt = open_dbt(config)
+    for r in todo:
+        assert r.request is not None and dbt is not None
+        models, findings = resolve(r.request, dbt)
+        r.models = sorted(models)
+        r.findings.extend(findings)
+    for r in reports:
+        r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
+    return ValidationReport(reports)

@@ -1,0 +1,1 @@
+"""Renderers: results are data; each format is a function chosen by name."""

@@ -1,0 +1,130 @@
+"""Render a ValidationReport as text, json, github (workflow annotations) or markdown (PR comment)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..app import RequestReport, ValidationReport
+from ..model import Finding
+
+MAX_LISTED = 20
+
+
+def _short(uid: str) -> str:
+    return uid.rsplit(".", 1)[-1]
+
+
+def _location(f: Finding) -> str:
+    return f"{f.path}:{f.line}" if f.line else f.path
+
+
+def render_text(report: ValidationReport) -> str:
+    """Human output: one line per finding (`file:line: severity CODE message`), one summary per file."""
+    out: list[str] = []
+    for r in report.requests:
+        for f in r.findings:
+            out.append(f"{_location(f)}: {f.severity.value} {f.code} {f.message}")
+        if r.ok:
+            names = ", ".join(_short(m) for m in r.models[:MAX_LISTED])
+            more = f" (+{len(r.models) - MAX_LISTED} more)" if len(r.models) > MAX_LISTED else ""
+            out.append(f"{r.path}: ok, {len(r.models)} model(s): {names}{more}")
+    bad = sum(not r.ok for r in report.requests)
+    out.append(f"{len(report.requests)} request(s) checked, {bad} with errors")
+    return "\n".join(out) + "\n"
+
+
+def report_to_dict(report: ValidationReport) -> dict[str, Any]:
+    """The documented JSON shape (see README: `rescue validate --format json`)."""
+    return {
+        "ok": report.ok,
+        "requests": [
+            {
+                "path": r.path,
+                "id": r.id,
+                "ok": r.ok,
+                "findings": [f.to_dict() for f in r.findings],
+                "models": list(r.models),
+                **({"plan": r.plan.to_dict()} if r.plan is not None else {}),
+            }
+            for r in report.requests
+        ],
+    }
+
+
+def render_json(report: ValidationReport) -> str:
+    return json.dumps(report_to_dict(report), indent=2) + "\n"
+
+
+def _gh_escape(value: str, *, prop: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def render_github(report: ValidationReport) -> str:
+    """GitHub Actions workflow commands: each finding becomes an annotation on its file and line."""
+    out: list[str] = []
+    level = {"error": "error", "warning": "warning", "info": "notice"}
+    for f in report.findings:
+        props = f"file={_gh_escape(f.path, prop=True)}"
+        if f.line:
+            props += f",line={f.line}"
+        props += f",title={_gh_escape(f.code, prop=True)}"
+        out.append(f"::{level[f.severity.value]} {props}::{_gh_escape(f.message)}")
+    out.append(render_text(report).rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_request(r: RequestReport) -> list[str]:
+    status = "✅ ok" if r.ok else "❌ blocked"
+    out = [f"### `{r.id}` — {status}", "", f"File: `{r.path}`", ""]
+    if r.request is not None:
+        req = r.request
+        out += [f"- **Reason:** {_md_cell(req.reason)}", f"- **Requested by:** {_md_cell(req.requested_by)}"]
+        if req.ticket:
+            out.append(f"- **Ticket:** {_md_cell(req.ticket)}")
+        out.append(f"- **Selection:** `{' '.join(req.select)}`"
+                   + (f" excluding `{' '.join(req.exclude)}`" if req.exclude else ""))
+        out.append(f"- **Full refresh:** {'yes' if req.full_refresh else 'no'}")
+        out.append("")
+    if r.findings:
+        out += ["| | Code | Where | Message |", "|---|---|---|---|"]
+        icon = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
+        for f in r.findings:
+            out.append(f"| {icon[f.severity.value]} | {f.code} | `{_location(f)}` | {_md_cell(f.message)} |")
+        out.append("")
+    if r.models:
+        out.append(f"<details><summary>{len(r.models)} model(s) selected</summary>\n")
+        out += [f"- `{m}`" for m in r.models]
+        out += ["", "</details>", ""]
+    if r.plan is not None:
+        from .plan import plan_markdown_section
+
+        out.append(plan_markdown_section(r.plan))
+    return out
+
+
+def render_markdown(report: ValidationReport) -> str:
+    """A PR comment a reviewer can approve from."""
+    bad = sum(not r.ok for r in report.requests)
+    head = "## rescue-runner: " + (
+        "all requests valid ✅" if report.ok else f"{bad} of {len(report.requests)} request(s) blocked ❌")
+    out = ["<!-- rescue-runner:validate -->", head, ""]
+    for r in report.requests:
+        out += _markdown_request(r)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+RENDERERS: dict[str, Callable[[ValidationReport], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "github": render_github,
+    "markdown": render_markdown,
+}

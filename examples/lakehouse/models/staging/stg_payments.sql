@@ -1,0 +1,9 @@
+{{ config(tags=['finance']) }}
+
+select
+    id as payment_id,
+    order_id,
+    payment_method,
+    -- amounts are stored in cents in the source system
+    amount_cents / 100.0 as amount
+from {{ ref('raw_payments') }}

@@ -1,0 +1,130 @@
+"""A manifest.json-shaped dict -> ProjectGraph (plain data, no dbt import).
+
+The dbt adapter builds the same dict shape from dbt's in-memory Manifest and calls
+``graph_from_manifest_dict``, so every optional key may be missing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .model import NodeInfo, ProjectGraph
+
+# Resource types a rescue can select (everything else is only followed for lineage).
+SELECTABLE_TYPES = frozenset({"model", "seed", "snapshot"})
+
+# Top-level manifest sections whose entries have graph edges when parent_map is absent.
+_EDGE_SECTIONS = (
+    "nodes",
+    "sources",
+    "exposures",
+    "metrics",
+    "semantic_models",
+    "saved_queries",
+    "unit_tests",
+)
+
+
+def load_manifest_json(path: str | Path) -> dict[str, Any]:
+    """Read a ``manifest.json`` (or ``.json.gz``) into a dict."""
+    p = Path(path)
+    with p.open("rb") as raw:
+        magic = raw.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    with opener(p, "rt", encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{p.name}: not a dbt manifest (top level is {type(data).__name__})")
+    return data
+
+
+def graph_from_manifest_dict(d: Mapping[str, Any]) -> ProjectGraph:
+    """Build the ProjectGraph of a manifest dict (``nodes``, ``sources``, ``parent_map``)."""
+    nodes_raw: Mapping[str, Any] = d.get("nodes") or {}
+    sources_raw: Mapping[str, Any] = d.get("sources") or {}
+
+    nodes = {
+        uid: _node_info(uid, n)
+        for uid, n in sorted(nodes_raw.items())
+        if isinstance(n, Mapping) and n.get("resource_type", uid.split(".", 1)[0]) in SELECTABLE_TYPES
+    }
+    parents = _parents(d)
+    # Every node and source is a key, even a parentless one missing from parent_map.
+    for uid in (*nodes_raw, *sources_raw):
+        parents.setdefault(uid, ())
+    return ProjectGraph(
+        nodes=nodes,
+        parents=dict(sorted(parents.items())),
+        identity=manifest_identity(d),
+    )
+
+
+def manifest_identity(d: Mapping[str, Any]) -> str:
+    """``sha256:`` of the sorted (unique_id, checksum) pairs of all nodes and sources.
+
+    Sources carry no checksum in dbt manifests; they count by id (an empty checksum),
+    so adding or removing one still changes the identity.
+    """
+    pairs = sorted(
+        (uid, _checksum(entry))
+        for section in ("nodes", "sources")
+        for uid, entry in (d.get(section) or {}).items()
+    )
+    blob = json.dumps(pairs, separators=(",", ":"), ensure_ascii=True).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _checksum(entry: Any) -> str:
+    if not isinstance(entry, Mapping):
+        return ""
+    cs = entry.get("checksum")
+    if isinstance(cs, Mapping):
+        return f"{cs.get('name', '')}:{cs.get('checksum', '')}"
+    return "" if cs is None else str(cs)
+
+
+def _parents(d: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    parent_map = d.get("parent_map")
+    if isinstance(parent_map, Mapping):
+        return {uid: tuple(sorted(set(ps or ()))) for uid, ps in parent_map.items()}
+    out: dict[str, tuple[str, ...]] = {}
+    for section in _EDGE_SECTIONS:
+        for uid, entry in (d.get(section) or {}).items():
+            dep = entry.get("depends_on") if isinstance(entry, Mapping) else None
+            ps = dep.get("nodes") if isinstance(dep, Mapping) else None
+            out[uid] = tuple(sorted(set(ps or ())))
+    return out
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _node_info(uid: str, n: Mapping[str, Any]) -> NodeInfo:
+    config: Mapping[str, Any] = n.get("config") or {}
+    full_refresh = config.get("full_refresh")
+    tags = n.get("tags")
+    if tags is None:
+        tags = config.get("tags") or ()
+    if isinstance(tags, str):
+        tags = (tags,)
+    meta = n.get("meta") or config.get("meta") or {}
+    return NodeInfo(
+        unique_id=uid,
+        name=str(n.get("name") or uid.rsplit(".", 1)[-1]),
+        resource_type=str(n.get("resource_type") or uid.split(".", 1)[0]),
+        materialized=_opt_str(config.get("materialized")),
+        full_refresh=None if full_refresh is None else bool(full_refresh),
+        incremental_strategy=_opt_str(config.get("incremental_strategy")),
+        event_time=_opt_str(config.get("event_time")),
+        begin=_opt_str(config.get("begin")),
+        batch_size=_opt_str(config.get("batch_size")),
+        tags=tuple(str(t) for t in tags),
+        meta=dict(meta),
+        original_file_path=str(n.get("original_file_path") or ""),
+    )

@@ -90,7 +90,28 @@ class DbtProject:
             linker.find_cycles = lambda: None  # type: ignore[method-assign]
             linker.link_graph(self.manifest)
             self._graph = Graph(linker.graph)
-            self._selector = ResourceTypeSelector(
+            fqn_index = _FqnIndex(self.manifest)
+
+            class _MemoSelector(ResourceTypeSelector):  # type: ignore[misc]
+                """dbt's selector, remembering each method search (the costly part: a scan of
+                every node) for the run; graph operators and set logic still run per call."""
+
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    super().__init__(*args, **kwargs)
+                    self._memo: dict[tuple[Any, ...], set[str]] = {}
+
+                def select_included(self, included_nodes: Any, spec: Any) -> set[str]:
+                    key = (str(spec.method), tuple(spec.method_arguments), str(spec.value),
+                           len(included_nodes))
+                    if key not in self._memo:
+                        if str(spec.method) == "fqn" and not any(c in str(spec.value) for c in "*?[]"):
+                            # dbt's fqn matcher still decides; it just scans only the nodes that
+                            # could possibly match (a superset, see _fqn_candidates).
+                            included_nodes = set(included_nodes) & fqn_index.candidates(str(spec.value))
+                        self._memo[key] = super().select_included(included_nodes, spec)
+                    return set(self._memo[key])
+
+            self._selector = _MemoSelector(
                 graph=self._graph, manifest=self.manifest, previous_state=self._previous_state(),
                 resource_types=[NodeType.Model], include_empty_nodes=True)
         return self._selector
@@ -125,10 +146,20 @@ class DbtProject:
 
     @contextmanager
     def _project_root_context(self) -> Iterator[None]:
+        """dbt's path: method globs from the project root; dbt's warnings (e.g. "does not match
+        any enabled nodes") are silenced: our own findings report them, and stdout stays
+        clean for --format json."""
+        from dbt_common.events import event_manager_client as emc
         from dbt_common.events.contextvars import task_contextvars
+        from dbt_common.events.event_manager import EventManager
 
-        with task_contextvars(project_root=str(self.project_root)):
-            yield
+        previous = emc.get_event_manager()
+        emc.ctx_set_event_manager(EventManager())
+        try:
+            with task_contextvars(project_root=str(self.project_root)):
+                yield
+        finally:
+            emc.ctx_set_event_manager(previous)
 
     # ---- plain data for the rest of the tool ---------------------------------------------
 
@@ -139,6 +170,38 @@ class DbtProject:
 
             self._project_graph = graph_from_manifest_dict(manifest_as_dict(self.manifest))
         return self._project_graph
+
+
+class _FqnIndex:
+    """For a wildcard-free name selector, the nodes dbt's fqn matcher could possibly accept.
+
+    dbt (``is_selected_node``, applied to the fqn and to the fqn without its package) accepts
+    a node only when the selector equals the fqn's leaf, or (versioned models) the leaf's parent
+    or its last two parts joined by ``_``, or when the selector's dot-separated parts are a prefix
+    of the flattened fqn, which needs the first part to equal the first flattened segment.
+    Indexing those keys gives a superset of the matches; dbt's own matcher then decides.
+    """
+
+    def __init__(self, manifest: Any) -> None:
+        self._by_key: dict[str, set[str]] = {}
+        for uid, node in manifest.nodes.items():
+            fqn = list(getattr(node, "fqn", []) or [])
+            if not fqn:
+                continue
+            keys = {fqn[-1], fqn[0].split(".")[0]}
+            if len(fqn) > 1:
+                keys.add(fqn[1].split(".")[0])
+                keys.add(fqn[-2])
+                keys.add("_".join(fqn[-2:]))
+            for k in keys:
+                self._by_key.setdefault(k, set()).add(uid)
+
+    def candidates(self, selector: str) -> set[str]:
+        parts = selector.split(".")
+        out: set[str] = set()
+        for k in (selector, parts[0], "_".join(parts[-2:])):
+            out |= self._by_key.get(k, set())
+        return out
 
 
 def _ensure_flags() -> None:

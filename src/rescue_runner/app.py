@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .discovery import display_path, request_files
-from .model import Finding, Plan, Request
+from .model import Finding, Plan, ProjectGraph, Request
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
+    from .estimates import Estimates
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ValidationReport:
     """The result of validating a set of request files."""
 
     requests: list[RequestReport]
+    graph: ProjectGraph | None = None  # for drawing plans; None when dbt was not needed
 
     @property
     def ok(self) -> bool:
@@ -75,9 +77,36 @@ def load_requests(paths: Sequence[Path], config: Config, cwd: Path) -> list[Requ
     return reports
 
 
+def load_estimates(config: Config, models: Sequence[str] = ()) -> tuple[Estimates, list[str]]:
+    """Duration estimates from the configured run_results history (defaults when there is none)."""
+    from .estimates import Estimates, read_history
+
+    if config.dbt.history_dir is None:
+        return Estimates().covering(models), []
+    return read_history(config.dbt.history_dir, models=models or None)
+
+
+def current_policy_hash(config: Config) -> str:
+    """The hash of the effective policy, recorded in every plan fingerprint."""
+    from .policy import policy_from_config, policy_hash
+
+    return policy_hash(policy_from_config(config.policy))
+
+
+def make_plan(request: Request, models: Sequence[str], graph: ProjectGraph, config: Config,
+              estimates: Estimates | None = None) -> Plan:
+    """The deterministic, fingerprinted plan for a resolved request."""
+    from .planner import build_plan
+
+    if estimates is None:
+        estimates, _ = load_estimates(config, models)
+    return build_plan(request, models, graph, estimates.covering(models),
+                      policy_hash=current_policy_hash(config))
+
+
 def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
-             dbt: DbtProject | None = None, with_plan: bool = False) -> ValidationReport:
-    """Validate request files: decode, check selectors, resolve with dbt, (plan).
+             dbt: DbtProject | None = None, with_plan: bool = True) -> ValidationReport:
+    """Validate request files: decode, check selectors, resolve with dbt, plan.
 
     dbt is loaded at most once, and only when some request reached the selection stage,
     so a malformed file is reported in milliseconds.
@@ -101,6 +130,12 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
         models, findings = resolve(r.request, dbt)
         r.models = sorted(models)
         r.findings.extend(findings)
+    graph = dbt.graph() if dbt is not None and todo else None
+    if with_plan and graph is not None:
+        estimates, _ = load_estimates(config)
+        for r in todo:
+            if r.request is not None and r.models:
+                r.plan = make_plan(r.request, r.models, graph, config, estimates)
     for r in reports:
         r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
-    return ValidationReport(reports)
+    return ValidationReport(reports, graph)

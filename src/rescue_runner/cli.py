@@ -104,6 +104,39 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, **dbt_opts: 
     ctx.exit(0 if report.ok else 1)
 
 
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text",
+              show_default=True)
+@dbt_options
+@click.pass_context
+def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
+    """Show the batches a request would run: lineage order, estimates, fingerprint.
+
+    Markdown adds a Gantt chart and the lineage coloured by batch (Mermaid),
+    which GitHub and GitLab render in PR comments.
+
+    \b
+    Example:
+      rescue plan rescues/2026-11-23-int-orders-hotfix.yaml
+      rescue plan --format json rescues/2026-11-23-int-orders-hotfix.yaml
+    """
+    from . import app
+    from .reporting.plan import PLAN_RENDERERS
+    from .reporting.validation import render_text
+
+    cfg = _load_config(ctx, **dbt_opts)
+    report = app.validate([path], cfg)
+    if not path.is_file():
+        raise RescueError(f"{path}: not a request file", hint="rescue plan takes one request file")
+    r = report.requests[0]
+    if r.plan is None or report.graph is None or not r.ok:
+        click.echo(render_text(report), err=True, nl=False)
+        ctx.exit(1)
+    assert r.plan is not None and report.graph is not None
+    click.echo(PLAN_RENDERERS[fmt](r.plan, report.graph), nl=False)
+
+
 def _crash_log(exc: BaseException) -> Path:
     log_dir = Path(".rescue") / "logs"
     try:

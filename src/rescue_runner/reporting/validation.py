@@ -82,7 +82,7 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown_request(r: RequestReport) -> list[str]:
+def _markdown_request(r: RequestReport, report: ValidationReport) -> list[str]:
     status = "✅ ok" if r.ok else "❌ blocked"
     out = [f"### `{r.id}` — {status}", "", f"File: `{r.path}`", ""]
     if r.request is not None:
@@ -104,10 +104,10 @@ def _markdown_request(r: RequestReport) -> list[str]:
         out.append(f"<details><summary>{len(r.models)} model(s) selected</summary>\n")
         out += [f"- `{m}`" for m in r.models]
         out += ["", "</details>", ""]
-    if r.plan is not None:
-        from .plan import plan_markdown_section
+    if r.plan is not None and report.graph is not None:
+        from .mermaid import plan_markdown
 
-        out.append(plan_markdown_section(r.plan))
+        out.append(plan_markdown(r.plan, report.graph))
     return out
 
 
@@ -118,7 +118,7 @@ def render_markdown(report: ValidationReport) -> str:
         "all requests valid ✅" if report.ok else f"{bad} of {len(report.requests)} request(s) blocked ❌")
     out = ["<!-- rescue-runner:validate -->", head, ""]
     for r in report.requests:
-        out += _markdown_request(r)
+        out += _markdown_request(r, report)
     return "\n".join(out).rstrip("\n") + "\n"
 
 

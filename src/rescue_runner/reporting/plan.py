@@ -1,0 +1,53 @@
+"""Render a Plan as text, json or markdown (`rescue plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..model import Plan, ProjectGraph
+from ..planner import plan_to_json
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def _name(uid: str) -> str:
+    return uid.rsplit(".", 1)[-1]
+
+
+def render_plan_text(plan: Plan, graph: ProjectGraph) -> str:
+    """Terminal output: one line per batch in run order, pauses between them, then totals."""
+    out = [f"plan {plan.request_id}  ({len(plan.models)} models, {len(plan.batches)} batches)",
+           f"fingerprint {plan.fingerprint}"]
+    for b in plan.batches:
+        if b.index > 1 and plan.pause_seconds:
+            out.append(f"  pause {_duration(plan.pause_seconds)}")
+        flag = "  --full-refresh" if b.full_refresh else ""
+        unknown = f" ({len(b.unknown_estimates)} without history)" if b.unknown_estimates else ""
+        out.append(f"  batch {b.index}  starts +{_duration(b.start_offset_seconds)}  "
+                   f"~{_duration(b.estimated_seconds)}{unknown}{flag}")
+        out.append("    " + ", ".join(_name(m) for m in b.models))
+    out.append(f"estimated dbt time {_duration(plan.estimated_seconds)}")
+    out += [f"warning: {w}" for w in plan.warnings]
+    return "\n".join(out) + "\n"
+
+
+def render_plan_json(plan: Plan, graph: ProjectGraph) -> str:
+    return plan_to_json(plan) + "\n"
+
+
+def render_plan_markdown(plan: Plan, graph: ProjectGraph) -> str:
+    from .mermaid import plan_markdown
+
+    return plan_markdown(plan, graph)
+
+
+PLAN_RENDERERS: dict[str, Callable[[Plan, ProjectGraph], str]] = {
+    "text": render_plan_text,
+    "json": render_plan_json,
+    "markdown": render_plan_markdown,
+}

@@ -151,8 +151,9 @@ def _crash_log(exc: BaseException) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: the one boundary that turns exceptions into exit codes."""
     try:
-        cli.main(args=argv, prog_name="rescue", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns ctx.exit()'s code instead of raising.
+        rv = cli.main(args=argv, prog_name="rescue", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:

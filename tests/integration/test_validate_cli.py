@@ -84,8 +84,8 @@ def test_every_hostile_file_is_refused_through_the_cli(repo: Path, tmp_path: Pat
 
 def test_shipped_examples_validate(example_build, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, err = run(capsys, monkeypatch, REPO, "validate", "--project-dir", str(example_build.project_dir),
-                         "--format", "json", "rescues/")
+    code, out, err = run(capsys, monkeypatch, REPO, "validate", "--format", "json",
+                         "--project-dir", str(example_build.project_dir), "rescues/")
     assert code == 0, out + err
     doc = json.loads(out)
     assert doc["ok"] is True and len(doc["requests"]) >= 3

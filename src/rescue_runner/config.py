@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RescueError
-from .model import Finding
+from .model import Finding, Severity
 
 CONFIG_FILE = "rescue.yaml"
 
@@ -128,6 +128,13 @@ def parse_config_text(text: bytes | str, root: Path, display: str) -> tuple[Conf
     findings = findings + validate_against_schema(doc, "rescue-config.v1.json")
     if any(f.blocking for f in findings):
         return None, findings
+    from .policy import PolicyError, policy_from_config
+
+    try:  # what the schema cannot check (IANA zones, known rule codes), located at its line
+        policy_from_config(doc.data.get("policy"))
+    except PolicyError as exc:
+        return None, [*findings, Finding("RR010", Severity.ERROR, f"{exc.message}; see docs/policy.md",
+                                         display, doc.line_of(exc.where) or 1)]
     return config_from_data(root, doc.data, source=display, content_hash=doc.content_hash), findings
 
 

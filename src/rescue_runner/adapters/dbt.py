@@ -92,15 +92,15 @@ class DbtProject:
             self._graph = Graph(linker.graph)
             fqn_index = _FqnIndex(self.manifest)
 
-            class _MemoSelector(ResourceTypeSelector):  # type: ignore[misc]
+            class _MemoSelector(ResourceTypeSelector):
                 """dbt's selector, remembering each method search (the costly part: a scan of
                 every node) for the run; graph operators and set logic still run per call."""
 
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     super().__init__(*args, **kwargs)
-                    self._memo: dict[tuple[Any, ...], set[str]] = {}
+                    self._memo: dict[tuple[Any, ...], set[Any]] = {}
 
-                def select_included(self, included_nodes: Any, spec: Any) -> set[str]:
+                def select_included(self, included_nodes: Any, spec: Any) -> Any:
                     key = (str(spec.method), tuple(spec.method_arguments), str(spec.value),
                            len(included_nodes))
                     if key not in self._memo:

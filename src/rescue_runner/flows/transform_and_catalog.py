@@ -1,0 +1,258 @@
+"""The ``transform_and_catalog`` flow: ``dbt build`` of one batch, then its catalog.
+
+Runs on a Prefect worker (deployment ``dbt_rerun``) or in-process (embedded
+mode). Steps: get the project (clone ``dbt_repo_url`` or use
+``dbt_project_path``), parse it once, ``dbt build`` the batch with that parsed
+manifest, then ``dbt docs generate`` limited to the batch with the same
+manifest, and store ``run_results.json``, ``catalog.json`` and
+``summary.json`` under ``<run_results_storage_path>/<flow run id>/``.
+
+A failed model, a failing test or a partially successful microbatch model
+fails the flow run; the message names the failing nodes. A failed catalog
+refresh does not: the models are rebuilt, and re-running them to get a
+catalog would be worse. ``summary.json`` records it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from rescue_runner.dbt_args import (
+    DBT_ENV_OVERRIDES,
+    UnsafeDbtArgument,
+    dbt_build_args,
+    dbt_docs_args,
+    dbt_parse_args,
+    parse_dbt_selects,
+    parse_event_time,
+)
+
+FLOW_NAME = "transform_and_catalog"
+_FAILED = ("error", "fail", "runtime error", "partial success")
+_MAX_NAMED = 20  # failing nodes named in the exception message
+
+
+class DbtBuildFailed(RuntimeError):
+    """dbt reported failed nodes (or could not run); the message names them."""
+
+
+@flow(name=FLOW_NAME, persist_result=False)
+def transform_and_catalog(
+    dbt_selects: dict[str, str],
+    run_results_storage_path: str,
+    dbt_project_path: str | None = None,
+    dbt_repo_url: str | None = None,
+    dbt_repo_branch: str | None = None,
+    full_refresh: bool = False,
+    event_time_start: str | None = None,
+    event_time_end: str | None = None,
+    profiles_dir: str | None = None,
+    target: str | None = None,
+    fast_test_edges: bool = True,
+) -> dict[str, Any]:
+    """Build one batch with ``dbt build`` and refresh its catalog; return the summary.
+
+    ``dbt_selects``: ``{"run"|"build"|"select": "<selectors>", "exclude": "<selectors>"}``.
+    With ``dbt_repo_url`` the project is cloned (``dbt_repo_branch``) into a temp
+    dir and ``dbt_project_path`` is a folder inside the clone; otherwise
+    ``dbt_project_path`` is the local project. ``profiles_dir`` and ``target``
+    are set by the deployment from rescue.yaml, never by a request.
+    """
+    log = get_run_logger()
+    select, exclude = parse_dbt_selects(dbt_selects)
+    start, end = parse_event_time(event_time_start), parse_event_time(event_time_end)
+    run_id = _flow_run_id()
+    out_dir = Path(run_results_storage_path) / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "flow_run_id": run_id,
+        "status": "running",
+        "select": list(select),
+        "exclude": list(exclude),
+        "full_refresh": full_refresh,
+        "event_time_start": start.isoformat() if start else None,
+        "event_time_end": end.isoformat() if end else None,
+        "target": target,
+        "started_at": _now(),
+        "seconds": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="rescue-dbt-") as tmp, _without_dbt_env(log), \
+            _releasing_connections(log):
+        project_dir = _project(dbt_repo_url, dbt_repo_branch, dbt_project_path, Path(tmp), summary)
+        work = Path(tmp) / "target"
+        common: dict[str, Any] = dict(project_dir=str(project_dir), profiles_dir=profiles_dir,
+                                      target=target, log_path=str(Path(tmp) / "logs"))
+        build_args = dbt_build_args(select=select, exclude=exclude, target_path=str(work),
+                                    full_refresh=full_refresh, event_time_start=start,
+                                    event_time_end=end, fast_test_edges=fast_test_edges, **common)
+        summary["dbt_args"] = build_args
+        log.info("dbt %s", " ".join(build_args))
+
+        manifest = _timed(summary, "parse", lambda: _parse(dbt_parse_args(**common)))
+        res = _timed(summary, "build", lambda: _invoke(manifest, build_args))
+        _store_run_results(res, work / "run_results.json", out_dir / "run_results.json")
+        failed, skipped, counts = _outcome(res)
+        summary.update(counts=counts, failed=failed, skipped=skipped)
+        if res.exception is not None or failed or not res.success:
+            summary.update(status="failed", catalog="skipped (build failed)", ended_at=_now())
+            _write_json(out_dir / "summary.json", summary)
+            raise DbtBuildFailed(_failure_message(res, failed, skipped))
+
+        docs = _timed(summary, "docs", lambda: _invoke(manifest, dbt_docs_args(
+            select=select, exclude=exclude, target_path=str(work), **common)))
+        catalog = work / "catalog.json"
+        if docs.success and catalog.is_file():
+            shutil.copyfile(catalog, out_dir / "catalog.json")
+            summary["catalog"] = "ok"
+        else:
+            summary["catalog"] = f"failed: {docs.exception or 'dbt docs generate reported errors'}"
+            log.warning("models rebuilt, but the catalog refresh failed: %s", summary["catalog"])
+    summary.update(status="success", ended_at=_now())
+    _write_json(out_dir / "summary.json", summary)
+    log.info("dbt build ok: %s; artifacts in %s", counts, out_dir)
+    return summary
+
+
+def _flow_run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _timed(summary: dict[str, Any], step: str, fn: Any) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        summary["seconds"][step] = round(time.perf_counter() - t0, 3)
+
+
+@contextlib.contextmanager
+def _releasing_connections(log: Any) -> Iterator[None]:
+    """Close dbt's warehouse connections before the run reports its final state.
+
+    dbt-duckdb keeps the database open (and the file locked) until the process
+    exits, which is after Prefect has marked the run COMPLETED: the next batch
+    would then fail to open the warehouse.
+    """
+    try:
+        yield
+    finally:
+        try:
+            from dbt.adapters.factory import FACTORY, reset_adapters
+
+            managers = [type(a).ConnectionManager for a in FACTORY.adapters.values()]
+            reset_adapters()
+            for manager in managers:
+                env = getattr(manager, "_ENV", None)  # dbt-duckdb's shared database handle
+                if env is not None and callable(getattr(env, "close", None)):
+                    env.close()
+                closer = getattr(manager, "close_all_connections", None)
+                if callable(closer):
+                    closer()
+        except Exception as exc:  # never mask the run's own outcome
+            log.warning("could not close dbt connections: %s", exc)
+
+
+@contextlib.contextmanager
+def _without_dbt_env(log: Any) -> Iterator[None]:
+    """Hide DBT_* variables that would override the typed arguments (target, full refresh ...)."""
+    saved = {k: os.environ.pop(k) for k in DBT_ENV_OVERRIDES if k in os.environ}
+    if saved:
+        log.warning("ignoring %s from the environment: rescues take these from their parameters",
+                    ", ".join(sorted(saved)))
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _project(url: str | None, branch: str | None, path: str | None, tmp: Path,
+             summary: dict[str, Any]) -> Path:
+    if not url:
+        if not path:
+            raise UnsafeDbtArgument("give dbt_project_path or dbt_repo_url")
+        summary["project"] = {"path": path}
+        return Path(path)
+    if url.startswith("-") or (branch or "").startswith("-"):
+        raise UnsafeDbtArgument("dbt_repo_url/dbt_repo_branch must not start with '-'")
+    sub = PurePosixPath(path or ".")
+    if sub.is_absolute() or ".." in sub.parts:
+        raise UnsafeDbtArgument("with dbt_repo_url, dbt_project_path is a folder inside the repository")
+    import git
+
+    clone = tmp / "repo"
+    kwargs: dict[str, Any] = {"depth": 1}
+    if branch:
+        kwargs["branch"] = branch
+    repo = git.Repo.clone_from(url, clone, **kwargs)
+    summary["project"] = {"repo_url": url, "branch": branch, "commit": repo.head.commit.hexsha,
+                          "path": str(sub)}
+    return clone / sub
+
+
+def _parse(args: list[str]) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    res = dbtRunner().invoke(args)
+    if not res.success or res.result is None:
+        raise DbtBuildFailed(f"dbt parse failed: {res.exception or 'see the dbt log above'}")
+    return res.result
+
+
+def _invoke(manifest: Any, args: list[str]) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    return dbtRunner(manifest=manifest).invoke(args)
+
+
+def _outcome(res: Any) -> tuple[list[dict[str, str]], list[str], dict[str, int]]:
+    results = getattr(res.result, "results", None) or []
+    failed, skipped, counts = [], [], {}  # type: ignore[var-annotated]
+    for r in results:
+        status = str(getattr(r.status, "value", r.status))
+        counts[status] = counts.get(status, 0) + 1
+        if status in _FAILED:
+            failed.append({"unique_id": r.node.unique_id, "status": status,
+                           "message": str(r.message or "")[:500]})
+        elif status == "skipped":
+            skipped.append(r.node.unique_id)
+    return failed, skipped, dict(sorted(counts.items()))
+
+
+def _failure_message(res: Any, failed: Sequence[dict[str, str]], skipped: Sequence[str]) -> str:
+    if not failed:
+        return f"dbt build failed: {res.exception or 'dbt reported an error before running any node'}"
+    named = "; ".join(f"{f['unique_id']} ({f['status']}: {f['message'][:160]})" for f in failed[:_MAX_NAMED])
+    more = f" and {len(failed) - _MAX_NAMED} more" if len(failed) > _MAX_NAMED else ""
+    skip = f"; {len(skipped)} downstream node(s) skipped" if skipped else ""
+    return f"dbt build failed for {len(failed)} node(s): {named}{more}{skip}"
+
+
+def _store_run_results(res: Any, produced: Path, dest: Path) -> None:
+    if produced.is_file():
+        shutil.copyfile(produced, dest)
+    elif res.result is not None and hasattr(res.result, "write"):
+        res.result.write(str(dest))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,450 @@
+"""Prefect behind one small interface: deploy, submit, read runs, snapshot the queue.
+
+The only module besides ``flows/`` that imports prefect (imports happen inside
+functions: ``import prefect`` costs about a second). Every call takes the API
+URL explicitly and runs with ephemeral mode switched off, so a forgotten or
+unreachable server is a ``RescueError`` at once, never a silent temporary
+server. Calls retry on the SQLite server's "database is locked" and on 503.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from ..contention import ContentionSnapshot, DueRun
+from ..errors import RescueError
+
+T = TypeVar("T")
+
+# The deployment runs the flow from the installed package: a module-path
+# entrypoint without pull steps needs no Docker image, no remote storage and no
+# path shared between the deploying machine and the worker.
+FLOW_ENTRYPOINT = "rescue_runner.flows.transform_and_catalog.transform_and_catalog"
+BUSY_STATES = ("RUNNING", "PENDING", "CANCELLING")
+WORKER_HEARTBEAT_MAX_AGE = timedelta(seconds=90)
+_HEALTH_TIMEOUT = 3.0
+_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """A deployment as the API returns it (the parts submission checks)."""
+
+    id: str
+    name: str
+    flow_name: str
+    work_pool: str | None
+    work_queue: str | None
+    parameters: Mapping[str, Any]
+    parameter_names: frozenset[str]
+    entrypoint: str | None
+
+
+@dataclass(frozen=True)
+class FlowRunInfo:
+    """A flow run as the API returns it."""
+
+    id: str
+    name: str
+    deployment_id: str | None
+    parameters: Mapping[str, Any]
+    tags: tuple[str, ...]
+    state_type: str | None
+    state_name: str | None
+    state_message: str | None
+    idempotency_key: str | None
+    work_queue_name: str | None
+    expected_start_time: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state_type in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What ``deploy`` created or changed (``notes`` are human lines)."""
+
+    deployment_id: str
+    notes: tuple[str, ...] = field(default=())
+
+
+# ---- plumbing ------------------------------------------------------------------------------
+
+def check_api(api_url: str) -> None:
+    """Raise RescueError unless ``<api_url>/health`` answers 200 within a few seconds."""
+    import httpx
+
+    url = api_url.rstrip("/") + "/health"
+    try:
+        resp = httpx.get(url, timeout=_HEALTH_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise RescueError(f"the Prefect API at {api_url} is unreachable ({type(exc).__name__}: {exc})",
+                          hint="start the server or fix PREFECT_API_URL; unset it to run batches "
+                          "in-process (embedded mode)") from exc
+    if resp.status_code != 200:
+        raise RescueError(f"the Prefect API at {api_url} is not healthy (HTTP {resp.status_code} on /health)",
+                          hint="check the server; PREFECT_API_URL must end in /api")
+
+
+@contextlib.contextmanager
+def _client(api_url: str) -> Iterator[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        try:
+            with get_client(sync_client=True) as client:
+                yield client
+        except RescueError:
+            raise
+        except Exception as exc:
+            if _is_connect_error(exc):
+                raise RescueError(f"lost the Prefect API at {api_url}: {exc}",
+                                  hint="check the server and PREFECT_API_URL") from exc
+            raise
+
+
+def _is_connect_error(exc: BaseException) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.TransportError)
+
+
+def _transient(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status in (429, 502, 503):
+        return True
+    text = str(exc)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            text += response.text
+    return "database is locked" in text
+
+
+def _retry(fn: Callable[[], T]) -> T:
+    """Call ``fn``, retrying the SQLite server's transient failures with backoff."""
+    for attempt in range(_RETRIES):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == _RETRIES - 1 or not _transient(exc):
+                raise
+            time.sleep(min(4.0, 0.25 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _not_found(exc: BaseException) -> bool:
+    from prefect.exceptions import ObjectNotFound
+
+    return isinstance(exc, ObjectNotFound)
+
+
+# ---- deploy --------------------------------------------------------------------------------
+
+def deploy(
+    api_url: str,
+    *,
+    work_pool: str,
+    work_queue: str,
+    queue_concurrency: int,
+    flow_name: str,
+    deployment: str,
+    parameters: Mapping[str, Any],
+    job_variables: Mapping[str, Any] | None = None,
+    description: str = "",
+    version: str | None = None,
+) -> DeployResult:
+    """Create or update the process work pool, the queue (with its limit) and the deployment.
+
+    Idempotent: a second call with the same arguments changes nothing and keeps the
+    deployment id (Prefect upserts deployments by flow and name). An existing pool of
+    another type is left alone and reported.
+    """
+    check_api(api_url)
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.utilities.callables import parameter_schema
+    from prefect.workers.process import ProcessWorker
+
+    from ..flows.transform_and_catalog import FLOW_NAME, transform_and_catalog
+
+    if flow_name != FLOW_NAME:
+        raise RescueError(f"prefect.flow is {flow_name!r}, but the packaged flow is {FLOW_NAME!r}",
+                          hint=f"set prefect.flow: {FLOW_NAME} in rescue.yaml")
+    schema = parameter_schema(transform_and_catalog.fn).model_dump_for_openapi()
+    unknown = sorted(set(parameters) - set(schema.get("properties", {})))
+    if unknown:
+        raise RescueError(f"deployment parameters {unknown} are not parameters of flow {FLOW_NAME}")
+    notes: list[str] = []
+    with _client(api_url) as client:
+        try:
+            pool = _retry(lambda: client.read_work_pool(work_pool))
+            notes.append(f"work pool {work_pool} exists (type {pool.type})")
+            if pool.type != "process":
+                notes.append(f"work pool {work_pool} is not a process pool; left unchanged")
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            template = ProcessWorker.get_default_base_job_template()
+            _retry(lambda: client.create_work_pool(
+                WorkPoolCreate(name=work_pool, type="process", base_job_template=template), overwrite=True))
+            notes.append(f"created process work pool {work_pool}")
+
+        try:
+            queue = _retry(lambda: client.read_work_queue_by_name(work_queue, work_pool_name=work_pool))
+            if queue.concurrency_limit != queue_concurrency:
+                _retry(lambda: client.update_work_queue(queue.id, concurrency_limit=queue_concurrency))
+                notes.append(f"work queue {work_queue}: concurrency limit "
+                             f"{queue.concurrency_limit} -> {queue_concurrency}")
+            else:
+                notes.append(f"work queue {work_queue} exists (limit {queue_concurrency})")
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            _retry(lambda: client.create_work_queue(name=work_queue, work_pool_name=work_pool,
+                                                    concurrency_limit=queue_concurrency))
+            notes.append(f"created work queue {work_queue} (limit {queue_concurrency})")
+
+        full_name = f"{flow_name}/{deployment}"
+        existed = True
+        try:
+            _retry(lambda: client.read_deployment_by_name(full_name))
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            existed = False
+        flow_id = _retry(lambda: client.create_flow_from_name(flow_name))
+        deployment_id = _retry(lambda: client.create_deployment(
+            flow_id=flow_id,
+            name=deployment,
+            version=version,
+            description=description,
+            work_pool_name=work_pool,
+            work_queue_name=work_queue,
+            entrypoint=FLOW_ENTRYPOINT,
+            path=None,
+            pull_steps=[],
+            parameters=dict(parameters),
+            parameter_openapi_schema=schema,
+            enforce_parameter_schema=True,
+            job_variables=dict(job_variables or {}),
+            tags=["rescue"],
+            paused=False,
+        ))
+        notes.append(f"{'updated' if existed else 'created'} deployment {full_name} ({deployment_id})")
+    return DeployResult(deployment_id=str(deployment_id), notes=tuple(notes))
+
+
+# ---- deployments and runs ------------------------------------------------------------------
+
+def read_deployment(api_url: str, full_name: str) -> DeploymentInfo:
+    """The deployment ``<flow>/<deployment>``; RescueError when it does not exist."""
+    check_api(api_url)
+    with _client(api_url) as client:
+        try:
+            d = _retry(lambda: client.read_deployment_by_name(full_name))
+        except Exception as exc:
+            if _not_found(exc):
+                raise RescueError(f"deployment {full_name} not found at {api_url}",
+                                  hint="run `rescue deploy` first") from exc
+            raise
+    props = (d.parameter_openapi_schema or {}).get("properties") or {}
+    return DeploymentInfo(
+        id=str(d.id), name=d.name, flow_name=full_name.split("/", 1)[0],
+        work_pool=d.work_pool_name, work_queue=d.work_queue_name,
+        parameters=dict(d.parameters or {}), parameter_names=frozenset(props),
+        entrypoint=d.entrypoint,
+    )
+
+
+def submit(
+    api_url: str,
+    *,
+    deployment: DeploymentInfo,
+    parameters: Mapping[str, Any],
+    name: str,
+    tags: Sequence[str],
+    idempotency_key: str,
+) -> FlowRunInfo:
+    """Create one flow run of ``deployment`` (returns at once, timeout=0).
+
+    Prefect returns the existing run when the idempotency key was used before in the
+    same *flow*; the caller must compare the returned run with what it asked for.
+    """
+    from prefect.deployments import run_deployment
+
+    with _client(api_url):
+        run = _retry(lambda: run_deployment(
+            deployment.id, parameters=dict(parameters), flow_run_name=name, timeout=0,
+            tags=list(tags), idempotency_key=idempotency_key, as_subflow=False,
+        ))
+    return _run_info(run)
+
+
+def read_flow_run(api_url: str, flow_run_id: str) -> FlowRunInfo:
+    """The flow run with its current state."""
+    from uuid import UUID
+
+    with _client(api_url) as client:
+        try:
+            run = _retry(lambda: client.read_flow_run(UUID(flow_run_id)))
+        except Exception as exc:
+            if _not_found(exc):
+                raise RescueError(f"flow run {flow_run_id} not found at {api_url}") from exc
+            raise
+    return _run_info(run)
+
+
+def read_flow_runs_by_tag(api_url: str, tag: str) -> tuple[FlowRunInfo, ...]:
+    """All flow runs carrying ``tag`` (e.g. ``rescue:<id>``), oldest first."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with _client(api_url) as client:
+        runs = _retry(lambda: client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200))
+    return tuple(_run_info(r) for r in runs)
+
+
+def wait_for_flow_run(api_url: str, flow_run_id: str, *, timeout: float,
+                      poll_seconds: float = 1.0) -> FlowRunInfo:
+    """Poll until the run is in a final state or ``timeout`` passes (then return it as is)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = read_flow_run(api_url, flow_run_id)
+        if info.is_final or time.monotonic() >= deadline:
+            return info
+        time.sleep(poll_seconds)
+
+
+def _run_info(run: Any) -> FlowRunInfo:
+    state = run.state
+    return FlowRunInfo(
+        id=str(run.id),
+        name=run.name,
+        deployment_id=str(run.deployment_id) if run.deployment_id else None,
+        parameters=dict(run.parameters or {}),
+        tags=tuple(run.tags or ()),
+        state_type=state.type.value if state else None,
+        state_name=state.name if state else None,
+        state_message=state.message if state else None,
+        idempotency_key=run.idempotency_key,
+        work_queue_name=run.work_queue_name,
+        expected_start_time=run.expected_start_time,
+    )
+
+
+def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
+                   prefect_home: Path) -> FlowRunInfo:
+    """Run ``transform_and_catalog`` in this process against Prefect's temporary local API.
+
+    ``PREFECT_API_URL`` is ignored for the call and ephemeral mode is switched on, with
+    state in ``prefect_home``. Returns the final run; a failed dbt build is a FAILED
+    state, not an exception.
+    """
+    from prefect import tags as prefect_tags
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
+        temporary_settings,
+    )
+
+    from ..flows.transform_and_catalog import transform_and_catalog
+
+    settings = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
+    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}), prefect_tags(*tags):
+        state = transform_and_catalog.with_options(flow_run_name=name)(**parameters, return_state=True)
+    return FlowRunInfo(
+        id=str(state.state_details.flow_run_id), name=name, deployment_id=None,
+        parameters=dict(parameters), tags=tuple(tags), state_type=state.type.value,
+        state_name=state.name, state_message=state.message, idempotency_key=None, work_queue_name=None,
+    )
+
+
+# ---- contention ----------------------------------------------------------------------------
+
+def contention_snapshot(api_url: str, *, work_pool: str, work_queue: str, lookahead_minutes: int,
+                        now: datetime | None = None) -> ContentionSnapshot:
+    """Busy runs, limits, due scheduled runs and live workers of one pool and queue.
+
+    Reads only (never ``get_runs_in_work_queue``, which counts as a worker poll).
+    """
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+        WorkQueueFilter,
+        WorkQueueFilterId,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    check_api(api_url)
+    now = now or datetime.now(UTC)
+    horizon = now + timedelta(minutes=lookahead_minutes)
+    busy = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+        any_=[StateType(s) for s in BUSY_STATES])))
+    with _client(api_url) as client:
+        try:
+            pool = _retry(lambda: client.read_work_pool(work_pool))
+            queue = _retry(lambda: client.read_work_queue_by_name(work_queue, work_pool_name=work_pool))
+        except Exception as exc:
+            if _not_found(exc):
+                raise RescueError(f"work pool {work_pool} / queue {work_queue} not found at {api_url}",
+                                  hint="run `rescue deploy` first") from exc
+            raise
+        in_queue = WorkQueueFilter(id=WorkQueueFilterId(any_=[queue.id]))
+        in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[work_pool]))
+        queue_busy = _retry(lambda: client.count_flow_runs(flow_run_filter=busy, work_queue_filter=in_queue))
+        pool_busy = _retry(lambda: client.count_flow_runs(flow_run_filter=busy, work_pool_filter=in_pool))
+        # "Late" runs are still of type SCHEDULED: filter on the type, not the name.
+        due_runs = _retry(lambda: client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=cast(Any, horizon))),
+            work_queue_filter=in_queue, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200))
+        dep_ids = sorted({r.deployment_id for r in due_runs if r.deployment_id}, key=str)
+        names: dict[Any, str] = {}
+        if dep_ids:
+            deps = _retry(lambda: client.read_deployments(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=dep_ids))))
+            names = {d.id: d.name for d in deps}
+        workers = _retry(lambda: client.read_workers_for_work_pool(work_pool))
+    online = sum(1 for w in workers if _online(w, now))
+    due = tuple(
+        DueRun(name=r.name, deployment=names.get(r.deployment_id),
+               expected_start=_aware(r.expected_start_time or now),
+               state_name=r.state.name if r.state else "Scheduled")
+        for r in due_runs
+    )
+    return ContentionSnapshot(
+        work_pool=work_pool, work_queue=work_queue,
+        queue_limit=queue.concurrency_limit, pool_limit=pool.concurrency_limit,
+        queue_busy=queue_busy, pool_busy=pool_busy, due=due, workers_online=online,
+        taken_at=now, lookahead_minutes=lookahead_minutes,
+        queue_paused=bool(queue.is_paused), pool_paused=bool(getattr(pool, "is_paused", False)),
+    )
+
+
+def _online(worker: Any, now: datetime) -> bool:
+    status = getattr(getattr(worker, "status", None), "value", getattr(worker, "status", None))
+    beat = worker.last_heartbeat_time
+    return status == "ONLINE" and beat is not None and now - _aware(beat) <= WORKER_HEARTBEAT_MAX_AGE
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt

@@ -1,0 +1,354 @@
+"""Execution use cases: deploy, contention check, submit a batch, read a run.
+
+With ``PREFECT_API_URL`` set, batches become flow runs of the ``dbt_rerun``
+deployment and workers run them. Without it, ``submit_batch`` runs the same
+flow in this process (embedded mode: Prefect's temporary local API, state in
+``.rescue/prefect`` of the repository unless ``PREFECT_HOME`` is set).
+
+Importing this module does not import prefect or dbt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .adapters import prefect_api
+from .config import Config
+from .contention import ContentionSnapshot, Decision, decide
+from .dbt_args import UnsafeDbtArgument, check_selector, dbt_build_args
+from .errors import RescueError
+from .model import EventTime, PlannedBatch, ProjectGraph
+
+API_URL_ENV = "PREFECT_API_URL"
+EMBEDDED = "embedded"
+SERVER = "server"
+_GLOB_CHARS = frozenset("*?[]")
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What ``rescue deploy`` did, line by line in ``notes``."""
+
+    api_url: str
+    work_pool: str
+    work_queue: str
+    queue_concurrency: int
+    deployment: str  # "<flow>/<deployment>"
+    deployment_id: str
+    parameters: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"api_url": self.api_url, "work_pool": self.work_pool, "work_queue": self.work_queue,
+                "queue_concurrency": self.queue_concurrency, "deployment": self.deployment,
+                "deployment_id": self.deployment_id, "parameters": dict(self.parameters),
+                "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    """One batch handed to Prefect (``mode`` server) or run in-process (``mode`` embedded).
+
+    ``state`` is the state type right after submission (SCHEDULED ...) in server
+    mode and the final state (COMPLETED, FAILED ...) in embedded mode.
+    """
+
+    flow_run_id: str
+    url: str | None
+    name: str
+    idempotency_key: str
+    mode: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    state: str | None = None
+    message: str | None = None
+    artifacts_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flow_run_id": self.flow_run_id, "url": self.url, "name": self.name,
+                "idempotency_key": self.idempotency_key, "mode": self.mode,
+                "parameters": dict(self.parameters), "state": self.state, "message": self.message,
+                "artifacts_dir": self.artifacts_dir}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A flow run's current state, as plain data."""
+
+    flow_run_id: str
+    name: str
+    state: str | None
+    state_name: str | None
+    message: str | None
+    final: bool
+    url: str | None
+
+
+# ---- pure helpers --------------------------------------------------------------------------
+
+def prefect_api_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """``PREFECT_API_URL`` from the environment, or None (embedded mode)."""
+    value = (os.environ if environ is None else environ).get(API_URL_ENV, "").strip()
+    return value or None
+
+
+def idempotency_key(deployment_id: str, request_id: str, content_hash: str, batch_index: int,
+                    attempt: int) -> str:
+    """sha256 over deployment id, request id, request content hash, batch index and attempt."""
+    blob = json.dumps([deployment_id, request_id, content_hash, batch_index, attempt], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_name(request_id: str, batch_index: int) -> str:
+    """The flow run name of a batch: ``<request id>-batch-<k>``."""
+    return f"{request_id}-batch-{batch_index}"
+
+
+def run_tag(request_id: str) -> str:
+    return f"rescue:{request_id}"
+
+
+def batch_selectors(models: Sequence[str], graph: ProjectGraph) -> tuple[str, ...]:
+    """One exact dbt selector per unique_id: ``path:<file>,package:<package>``.
+
+    dbt has no unique_id selector method; a model's own file, intersected with its
+    package, selects exactly that node (names alone also match folders and other
+    packages). Refuses nodes whose file is shared with another selectable node or
+    cannot be written safely.
+    """
+    by_file: dict[tuple[str, str], list[str]] = {}
+    for uid, info in graph.nodes.items():
+        by_file.setdefault((_package(uid), info.original_file_path), []).append(uid)
+    selectors = []
+    for uid in models:
+        node = graph.nodes.get(uid)
+        if node is None:
+            raise RescueError(f"{uid}: not a selectable node of the project",
+                              hint="re-plan the request against the current manifest")
+        ofp = node.original_file_path.replace("\\", "/")
+        if not ofp or _GLOB_CHARS & set(ofp):
+            raise RescueError(f"{uid}: its file path {ofp!r} cannot be used as an exact selector")
+        others = [o for o in by_file.get((_package(uid), node.original_file_path), []) if o != uid]
+        if others:
+            raise RescueError(f"{uid}: {ofp} also defines {', '.join(sorted(others))}; "
+                              "the batch cannot select it alone",
+                              hint="select all nodes of that file in one batch or split the file")
+        sel = f"path:{ofp},package:{_package(uid)}"
+        try:
+            selectors.append(check_selector(sel))
+        except UnsafeDbtArgument as exc:
+            raise RescueError(f"{uid}: {exc}") from exc
+    return tuple(selectors)
+
+
+def batch_parameters(batch: PlannedBatch, selectors: Sequence[str],
+                     event_time: EventTime | None = None) -> dict[str, Any]:
+    """The per-batch flow parameters (everything else is a deployment default)."""
+    params: dict[str, Any] = {
+        "dbt_selects": {"select": " ".join(selectors)},
+        "full_refresh": batch.full_refresh,
+        "event_time_start": event_time.start.astimezone(UTC).isoformat() if event_time else None,
+        "event_time_end": event_time.end.astimezone(UTC).isoformat() if event_time else None,
+    }
+    try:  # the flow would refuse these too; say so before anything is submitted
+        dbt_build_args(select=selectors, project_dir=".", full_refresh=batch.full_refresh,
+                       event_time_start=event_time.start if event_time else None,
+                       event_time_end=event_time.end if event_time else None)
+    except UnsafeDbtArgument as exc:
+        raise RescueError(f"batch {batch.index}: {exc}") from exc
+    return params
+
+
+def deployment_parameters(config: Config) -> dict[str, Any]:
+    """Deployment defaults from rescue.yaml: project, profile, target, artifact storage."""
+    return {
+        "dbt_project_path": str(config.dbt.project_dir.resolve()),
+        "profiles_dir": str(config.dbt.profiles_dir.resolve()),
+        "target": config.dbt.target,
+        "run_results_storage_path": str(_storage(config)),
+    }
+
+
+def ui_url(api_url: str, flow_run_id: str) -> str:
+    """The Prefect UI page of a flow run (the API URL without its trailing /api)."""
+    base = api_url.rstrip("/")
+    base = base[: -len("/api")] if base.endswith("/api") else base
+    return f"{base}/runs/flow-run/{flow_run_id}"
+
+
+# ---- use cases -----------------------------------------------------------------------------
+
+def deploy(config: Config, *, api_url: str | None = None,
+           job_variables: Mapping[str, Any] | None = None) -> DeployReport:
+    """Create or update the work pool, the queue and the ``dbt_rerun`` deployment (idempotent).
+
+    Needs a Prefect server (``PREFECT_API_URL`` or ``api_url``). ``job_variables``
+    go to the process worker (e.g. ``{"env": {...}}`` for the warehouse profile).
+    """
+    url = api_url or prefect_api_url()
+    if url is None:
+        raise RescueError("PREFECT_API_URL is not set: `rescue deploy` needs a Prefect server",
+                          hint="export PREFECT_API_URL=http://<host>:4200/api; without a server, "
+                          "batches run in-process and need no deployment")
+    p = config.prefect
+    params = deployment_parameters(config)
+    from . import __version__
+
+    res = prefect_api.deploy(
+        url, work_pool=p.work_pool, work_queue=p.work_queue, queue_concurrency=p.queue_concurrency,
+        flow_name=p.flow, deployment=p.deployment, parameters=params, job_variables=job_variables,
+        description="rescue-runner: dbt build of one rescue batch, then its catalog", version=__version__,
+    )
+    return DeployReport(api_url=url, work_pool=p.work_pool, work_queue=p.work_queue,
+                        queue_concurrency=p.queue_concurrency, deployment=f"{p.flow}/{p.deployment}",
+                        deployment_id=res.deployment_id, parameters=params, notes=res.notes)
+
+
+def contention_snapshot(config: Config, *, now: datetime | None = None,
+                        api_url: str | None = None) -> ContentionSnapshot | None:
+    """The queue as the server sees it now; None in embedded mode."""
+    url = api_url or prefect_api_url()
+    if url is None:
+        return None
+    p = config.prefect
+    return prefect_api.contention_snapshot(url, work_pool=p.work_pool, work_queue=p.work_queue,
+                                           lookahead_minutes=p.lookahead_minutes, now=now)
+
+
+def contention(config: Config, heavy: bool, now: datetime | None = None, *,
+               api_url: str | None = None) -> Decision:
+    """go/wait for one batch now, with reasons (shown by ``apply --dry-run``)."""
+    now = now or datetime.now(UTC)
+    snapshot = contention_snapshot(config, now=now, api_url=api_url)
+    if snapshot is None:
+        return Decision(go=True, reasons=("go: embedded mode (no PREFECT_API_URL): the batch runs in "
+                                          "this process; there is no shared queue to check",))
+    return decide(snapshot, heavy=heavy, settings=config.prefect, now=now)
+
+
+def submit_batch(
+    config: Config,
+    request_id: str,
+    content_hash: str,
+    batch: PlannedBatch,
+    attempt: int,
+    graph: ProjectGraph,
+    *,
+    event_time: EventTime | None = None,
+    verify: Callable[[Sequence[str]], Collection[str]] | None = None,
+    api_url: str | None = None,
+) -> SubmittedRun:
+    """Submit one batch as a flow run of ``dbt_rerun`` (or run it in-process without a server).
+
+    ``verify`` (optional): resolves selectors to model unique_ids with dbt's own
+    selector code (e.g. ``DbtProject.select``); the batch is refused unless they are
+    exactly its models. After a server submit, the returned run must belong to the
+    deployment and carry the asked parameters: Prefect scopes idempotency keys per
+    flow and returns the earlier run, even another deployment's, on reuse.
+    """
+    if attempt < 1:
+        raise RescueError(f"attempt must be >= 1, got {attempt}")
+    selectors = batch_selectors(batch.models, graph)
+    if verify is not None:
+        _verify_selection(batch, graph, selectors, verify)
+    params = batch_parameters(batch, selectors, event_time)
+    name = run_name(request_id, batch.index)
+    url = api_url or prefect_api_url()
+    if url is None:
+        return _run_embedded(config, request_id, content_hash, batch, attempt, params, name)
+
+    p = config.prefect
+    dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
+    unknown = sorted(set(params) - dep.parameter_names)
+    if unknown:
+        raise RescueError(f"deployment {p.flow}/{p.deployment} has no parameter(s) {unknown}",
+                          hint="run `rescue deploy` to update the deployment to this version")
+    key = idempotency_key(dep.id, request_id, content_hash, batch.index, attempt)
+    run = prefect_api.submit(url, deployment=dep, parameters=params, name=name,
+                             tags=[run_tag(request_id)], idempotency_key=key)
+    problems = []
+    if run.deployment_id != dep.id:
+        problems.append(f"it belongs to deployment {run.deployment_id}, not {dep.id}")
+    problems += [f"parameter {k} is {run.parameters.get(k)!r}, not {v!r}"
+                 for k, v in params.items() if run.parameters.get(k) != v]
+    if run.name != name:
+        problems.append(f"it is named {run.name!r}, not {name!r}")
+    if problems:
+        raise RescueError(
+            f"idempotency key {key[:16]}… of batch {batch.index} returned flow run {run.id}, "
+            f"which is not this batch: {'; '.join(problems)}. Prefect scopes idempotency keys per "
+            f"flow ({p.flow}), so another deployment of that flow already used this key",
+            hint=f"inspect {ui_url(url, run.id)}; delete that run or resubmit with the next attempt number")
+    return SubmittedRun(flow_run_id=run.id, url=ui_url(url, run.id), name=name, idempotency_key=key,
+                        mode=SERVER, parameters=params, state=run.state_type, message=run.state_message)
+
+
+def run_status(config: Config, flow_run_id: str, *, api_url: str | None = None) -> RunStatus:
+    """The current state of a submitted batch (server mode)."""
+    url = api_url or prefect_api_url()
+    if url is None:
+        raise RescueError("PREFECT_API_URL is not set: embedded runs finish before submit returns",
+                          hint="read the state from the SubmittedRun, or set PREFECT_API_URL")
+    run = prefect_api.read_flow_run(url, flow_run_id)
+    return RunStatus(run.id, run.name, run.state_type, run.state_name, run.state_message,
+                     run.is_final, ui_url(url, run.id))
+
+
+def wait_for_run(config: Config, flow_run_id: str, *, timeout: float, api_url: str | None = None,
+                 poll_seconds: float = 1.0) -> RunStatus:
+    """Poll a submitted batch until it is final or ``timeout`` seconds pass."""
+    url = api_url or prefect_api_url()
+    if url is None:
+        raise RescueError("PREFECT_API_URL is not set")
+    run = prefect_api.wait_for_flow_run(url, flow_run_id, timeout=timeout, poll_seconds=poll_seconds)
+    return RunStatus(run.id, run.name, run.state_type, run.state_name, run.state_message,
+                     run.is_final, ui_url(url, run.id))
+
+
+# ---- embedded mode -------------------------------------------------------------------------
+
+def embedded_prefect_home(config: Config) -> Path:
+    """``$PREFECT_HOME`` if set, else ``.rescue/prefect`` of the repository."""
+    env = os.environ.get("PREFECT_HOME")
+    return Path(env) if env else config.root / ".rescue" / "prefect"
+
+
+def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
+                  attempt: int, params: Mapping[str, Any], name: str) -> SubmittedRun:
+    home = embedded_prefect_home(config)
+    home.mkdir(parents=True, exist_ok=True)
+    # Before the first prefect import, so settings and the temporary server see it.
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
+    run = prefect_api.run_in_process({**deployment_parameters(config), **params}, name=name,
+                                     tags=[run_tag(request_id)], prefect_home=home)
+    return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
+                        parameters=params, state=run.state_type, message=run.state_message,
+                        artifacts_dir=str(_storage(config) / run.id))
+
+
+def _storage(config: Config) -> Path:
+    path = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
+    return path.resolve()
+
+
+def _package(unique_id: str) -> str:
+    parts = unique_id.split(".")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _verify_selection(batch: PlannedBatch, graph: ProjectGraph, selectors: Sequence[str],
+                      verify: Callable[[Sequence[str]], Collection[str]]) -> None:
+    wanted = {m for m in batch.models if graph.nodes[m].resource_type == "model"}
+    got = set(verify(selectors))
+    if got != wanted:
+        extra, missing = sorted(got - wanted), sorted(wanted - got)
+        raise RescueError(f"batch {batch.index}: its selectors select {len(got)} model(s), "
+                          f"not the batch's {len(wanted)}: extra {extra}, missing {missing}",
+                          hint="this is a rescue-runner bug; please report it with the plan")

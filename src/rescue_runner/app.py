@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,14 +42,15 @@ class ValidationReport:
 
     requests: list[RequestReport]
     graph: ProjectGraph | None = None  # for drawing plans; None when dbt was not needed
+    config_findings: list[Finding] = field(default_factory=list)  # about rescue.yaml itself (RR190)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.requests)
+        return all(r.ok for r in self.requests) and not any(f.blocking for f in self.config_findings)
 
     @property
     def findings(self) -> list[Finding]:
-        return [f for r in self.requests for f in r.findings]
+        return [*self.config_findings, *(f for r in self.requests for f in r.findings)]
 
 
 def open_dbt(config: Config) -> DbtProject:
@@ -105,11 +107,13 @@ def make_plan(request: Request, models: Sequence[str], graph: ProjectGraph, conf
 
 
 def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
-             dbt: DbtProject | None = None, with_plan: bool = True) -> ValidationReport:
-    """Validate request files: decode, check selectors, resolve with dbt, plan.
+             dbt: DbtProject | None = None, with_plan: bool = True, now: datetime | None = None,
+             config_findings: Sequence[Finding] = ()) -> ValidationReport:
+    """Validate request files: decode, check selectors, resolve with dbt, plan, apply the policy.
 
     dbt is loaded at most once, and only when some request reached the selection stage,
-    so a malformed file is reported in milliseconds.
+    so a malformed file is reported in milliseconds. ``now`` (default: the clock) is the
+    instant the policy's time rules judge by; ``config_findings`` are carried into the report.
     """
     from .resolve import resolve, safety_findings
 
@@ -131,11 +135,29 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
         r.models = sorted(models)
         r.findings.extend(findings)
     graph = dbt.graph() if dbt is not None and todo else None
-    if with_plan and graph is not None:
-        estimates, _ = load_estimates(config)
+    estimates = load_estimates(config)[0] if any(r.request is not None for r in reports) else None
+    if with_plan and graph is not None and estimates is not None:
         for r in todo:
             if r.request is not None and r.models:
                 r.plan = make_plan(r.request, r.models, graph, config, estimates)
+    if estimates is not None:
+        check_policies(reports, config, graph, estimates, now or datetime.now(UTC))
     for r in reports:
         r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
-    return ValidationReport(reports, graph)
+    return ValidationReport(reports, graph, list(config_findings))
+
+
+def check_policies(reports: Sequence[RequestReport], config: Config, graph: ProjectGraph | None,
+                   estimates: Estimates, now: datetime) -> None:
+    """Apply the policy rules to every decoded request (its resolved models, if dbt ran)."""
+    from .policies import PolicyContext, evaluate
+    from .policy import policy_from_config
+
+    policy = policy_from_config(config.policy)
+    graph = graph or ProjectGraph(nodes={}, parents={}, identity="")
+    for r in reports:
+        if r.request is not None:
+            ctx = PolicyContext(r.request, frozenset(r.models), graph, policy, now,
+                                seconds=estimates.seconds, default_seconds=estimates.default_seconds,
+                                plan=r.plan)
+            r.findings.extend(evaluate(ctx))

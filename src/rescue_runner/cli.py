@@ -21,13 +21,15 @@ FORMATS = ("text", "json", "github", "markdown")
 
 
 def _load_config(ctx: click.Context, project_dir: Path | None, profiles_dir: Path | None,
-                 target: str | None, manifest: Path | None, state: Path | None) -> Any:
-    """The repository configuration with command-line overrides applied (flags beat rescue.yaml)."""
+                 target: str | None, manifest: Path | None, state: Path | None, base: Any = None) -> Any:
+    """The repository configuration with command-line overrides applied (flags beat rescue.yaml).
+
+    ``base``: a configuration already loaded (from the base branch, with --base-ref)."""
     import dataclasses
 
     from .config import load_config
 
-    cfg = load_config(ctx.obj.get("config"))
+    cfg = base if base is not None else load_config(ctx.obj.get("config"))
     dbt = cfg.dbt
     if project_dir is not None:
         # As dbt does: a profiles.yml beside dbt_project.yml is used unless --profiles-dir says otherwise.
@@ -78,13 +80,32 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config"] = config_path
 
 
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO 8601 date-time with offset (``2026-11-23T22:00:00+01:00``, ``...Z``) as UTC."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not an ISO 8601 date-time") from None
+    if at.tzinfo is None:
+        raise click.BadParameter(f"'{value}' has no offset: add Z for UTC or +HH:MM")
+    return at.astimezone(UTC)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--base-ref", metavar="REF",
+              help="Take rescue.yaml (configuration and policy) from this git ref, e.g. origin/main, "
+                   "so a pull request is judged by the protected branch's policy.")
+@click.option("--now", "now", metavar="DATETIME", callback=_instant,
+              help="Judge time rules (expiry, windows) as of this instant, e.g. 2026-11-24T22:00:00+01:00.")
 @dbt_options
 @click.pass_context
-def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, **dbt_opts: Any) -> None:
-    """Check request files: strict YAML, schema, dbt-resolved selection.
+def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: str | None,
+             now: datetime | None, **dbt_opts: Any) -> None:
+    """Check request files: strict YAML, schema, dbt-resolved selection, policy rules.
 
     With no PATH, every *.yaml in the requests folder (rescues/) is checked.
     Exit 0 when all are valid, 1 when any has an error finding, 2 on usage or
@@ -94,12 +115,19 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, **dbt_opts: 
     Example:
       rescue validate rescues/
       rescue validate --manifest target/manifest.json --format github rescues/
+      rescue validate --base-ref origin/main --format markdown rescues/   # CI on a pull request
     """
     from . import app
     from .reporting.validation import RENDERERS
 
-    cfg = _load_config(ctx, **dbt_opts)
-    report = app.validate(list(paths), cfg)
+    base: Any = None
+    config_findings: list[Any] = []
+    if base_ref is not None:
+        from .trusted import load_base_config
+
+        base, config_findings = load_base_config(base_ref, ctx.obj.get("config"))
+    cfg = _load_config(ctx, base=base, **dbt_opts)
+    report = app.validate(list(paths), cfg, now=now, config_findings=config_findings)
     click.echo(RENDERERS[fmt](report), nl=False)
     ctx.exit(0 if report.ok else 1)
 

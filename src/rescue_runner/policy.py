@@ -41,7 +41,7 @@ class HeavySettings:
     """What makes a model heavy: any of a history duration, a meta flag, a materialization."""
 
     min_minutes: float | None = 30.0
-    meta_key: str | None = "rescue.heavy"
+    meta_key: str | None = None
     materializations: tuple[str, ...] = ()
 
 
@@ -176,7 +176,7 @@ def policy_from_config(data: Mapping[str, Any] | None) -> Policy:
                               f"level must be one of {', '.join(LEVELS)}, found {level!r}")
         enforcement[code] = cast(Level, level)
 
-    meta_key = heavy.get("meta_key", str, "rescue.heavy", nullable=True)
+    meta_key = heavy.get("meta_key", str, None, nullable=True)
     return Policy(
         owners=p.people("owners"),
         approvers=p.people("approvers"),

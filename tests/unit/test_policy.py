@@ -36,7 +36,7 @@ STRICT = {
 
 def test_defaults() -> None:
     p = default_policy()
-    assert p.heavy.min_minutes == 30 and p.heavy.meta_key == "rescue.heavy"
+    assert p.heavy.min_minutes == 30 and p.heavy.meta_key is None
     assert p.limits.max_models_per_request == 100 and p.limits.max_models_per_batch is None
     assert not p.request.ticket_required and p.request.reason_min_length == 10
     assert p.quiet.unrestricted and p.approvers == () and p.owners == ()

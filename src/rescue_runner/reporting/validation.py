@@ -22,7 +22,7 @@ def _location(f: Finding) -> str:
 
 def render_text(report: ValidationReport) -> str:
     """Human output: one line per finding (`file:line: severity CODE message`), one summary per file."""
-    out: list[str] = []
+    out = [f"{_location(f)}: {f.severity.value} {f.code} {f.message}" for f in report.config_findings]
     for r in report.requests:
         for f in r.findings:
             out.append(f"{_location(f)}: {f.severity.value} {f.code} {f.message}")
@@ -39,6 +39,9 @@ def report_to_dict(report: ValidationReport) -> dict[str, Any]:
     """The documented JSON shape (see README: `rescue validate --format json`)."""
     return {
         "ok": report.ok,
+        # only when there are some (rescue.yaml problems, e.g. RR190 with --base-ref)
+        **({"config_findings": [f.to_dict() for f in report.config_findings]}
+           if report.config_findings else {}),
         "requests": [
             {
                 "path": r.path,
@@ -94,11 +97,13 @@ def _markdown_request(r: RequestReport, report: ValidationReport) -> list[str]:
                    + (f" excluding `{' '.join(req.exclude)}`" if req.exclude else ""))
         out.append(f"- **Full refresh:** {'yes' if req.full_refresh else 'no'}")
         out.append("")
-    if r.findings:
-        out += ["| | Code | Where | Message |", "|---|---|---|---|"]
-        icon = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
-        for f in r.findings:
-            out.append(f"| {icon[f.severity.value]} | {f.code} | `{_location(f)}` | {_md_cell(f.message)} |")
+    out += _markdown_findings(r.findings)
+    overrides = [(f.code, o) for f in r.findings if (o := getattr(f, "override", None)) is not None]
+    if overrides:
+        out.append("**Overrides recorded** (they become part of the audit trail; check that each approver "
+                   "approved this pull request):")
+        out += [f"- {code} approved by {_md_cell(o.approved_by)}: {_md_cell(o.reason)}"
+                for code, o in overrides]
         out.append("")
     if r.models:
         out.append(f"<details><summary>{len(r.models)} model(s) selected</summary>\n")
@@ -111,12 +116,36 @@ def _markdown_request(r: RequestReport, report: ValidationReport) -> list[str]:
     return out
 
 
+def _blocks(f: Finding) -> str:
+    """Whether a finding blocks, and why (policy findings carry their enforcement level)."""
+    level = getattr(f, "level", "")
+    override = getattr(f, "override", None)
+    if f.blocking:
+        return {"hard": "yes (hard)", "soft": "yes (soft: an approver may override)"}.get(level, "yes")
+    if override is not None:
+        return f"no: overridden by {_md_cell(override.approved_by)}"
+    return "no"
+
+
+def _markdown_findings(findings: list[Finding]) -> list[str]:
+    if not findings:
+        return []
+    out = ["| | Code | Where | Blocks | Message |", "|---|---|---|---|---|"]
+    icon = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
+    for f in findings:
+        out.append(f"| {icon[f.severity.value]} | {f.code} | `{_location(f)}` | {_blocks(f)} "
+                   f"| {_md_cell(f.message)} |")
+    return [*out, ""]
+
+
 def render_markdown(report: ValidationReport) -> str:
     """A PR comment a reviewer can approve from."""
     bad = sum(not r.ok for r in report.requests)
     head = "## rescue-runner: " + (
         "all requests valid ✅" if report.ok else f"{bad} of {len(report.requests)} request(s) blocked ❌")
     out = ["<!-- rescue-runner:validate -->", head, ""]
+    if report.config_findings:
+        out += ["### Configuration", "", *_markdown_findings(report.config_findings)]
     for r in report.requests:
         out += _markdown_request(r, report)
     return "\n".join(out).rstrip("\n") + "\n"

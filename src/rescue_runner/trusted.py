@@ -61,7 +61,7 @@ def _head_policy(path: Path) -> tuple[Policy | None, str | None, int | None]:
     cfg, findings = parse_config_text(raw, path.parent, path.name)
     if cfg is None:
         first = next((f for f in findings if f.blocking), None)
-        why = f": line {first.line}: {first.message}" if first else ""
+        why = f" ({first.message})" if first else ""
         return None, f"rescue.yaml in this change is invalid{why}", first.line if first else line
     try:
         return policy_from_config(cfg.policy), None, line

@@ -113,6 +113,7 @@ def test_registry_is_consistent() -> None:
         assert re.fullmatch(r"RR[123]\d\d", code)
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name)
         assert rule.level in LEVELS
-        assert rule.summary and "Bad" in rule.doc and "Good" in rule.doc and "```yaml" in rule.doc
+        assert rule.summary.endswith(".")
+        assert "Bad" in rule.doc and "Good" in rule.doc and "```yaml" in rule.doc
     assert len({r.name for r in RULES.values()}) == len(RULES)
     assert list(RULES) == sorted(RULES)

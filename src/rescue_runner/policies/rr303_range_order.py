@@ -1,7 +1,7 @@
-'''A range ends before it starts: `window.not_after` at or before `window.not_before`, or
-`event_time.end` at or before `event_time.start`.
+'''A window or event-time range ends before it starts.
 
-Such a window never opens and such an event-time range selects no batch; both are almost
+`window.not_after` at or before `window.not_before`, or `event_time.end` at or before
+`event_time.start`: such a window never opens and such an event-time range selects no batch; both are almost
 always swapped or mistyped dates. (`event_time.end` is exclusive, as dbt's
 `--event-time-end`: to reload October, write `start: 2026-10-01, end: 2026-11-01`.)
 

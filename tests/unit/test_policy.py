@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from pathlib import Path
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_invalid_policies_name_the_key(data: dict, where: tuple, message: str) -
     assert message in info.value.message
 
 
-def test_config_file_reports_policy_errors_at_their_line(tmp_path) -> None:
+def test_config_file_reports_policy_errors_at_their_line(tmp_path: Path) -> None:
     text = "version: 1\npolicy:\n  quiet_windows:\n    allow:\n      - timezone: Mars/Olympus\n" \
            "        start: \"22:00\"\n        end: \"06:00\"\n"
     cfg, findings = parse_config_text(text, tmp_path, "rescue.yaml")
@@ -99,7 +100,7 @@ def test_config_file_reports_policy_errors_at_their_line(tmp_path) -> None:
     assert "unknown time zone 'Mars/Olympus'" in findings[0].message
 
 
-def test_schema_refuses_what_the_loader_would_misread(tmp_path) -> None:
+def test_schema_refuses_what_the_loader_would_misread(tmp_path: Path) -> None:
     text = "version: 1\npolicy:\n  enforcment: {RR301: hard}\n  limits: {max_models_per_request: '5'}\n"
     cfg, findings = parse_config_text(text, tmp_path, "rescue.yaml")
     assert cfg is None

@@ -32,8 +32,8 @@ BERLIN = "Europe/Berlin"
 MIN = timedelta(minutes=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def duration_on(spec: DailySpec, day: date) -> timedelta:
@@ -223,8 +223,8 @@ def test_membership_equals_minute_scan(case: tuple[DailySpec, datetime], data: s
     found = intervals(spec, a, b)
     got = {m for k in range(48 * 60) if any(s <= (m := a + k * MIN) < e for s, e in found)}
     assert got == expected
-    for m in data.draw(st.lists(st.integers(0, 48 * 60 - 1), max_size=8)):
-        assert is_open(spec, a + m * MIN) == (a + m * MIN in expected)
+    for k in data.draw(st.lists(st.integers(0, 48 * 60 - 1), max_size=8)):
+        assert is_open(spec, a + k * MIN) == (a + k * MIN in expected)
     first = next_open(spec, a)
     if expected:
         assert first == min(expected)

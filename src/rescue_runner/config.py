@@ -56,6 +56,20 @@ class AuditSettings:
     branch: str = "rescue-audit"
 
 
+NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded")
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Where chat alerts go (rescue_runner.notify). The URL itself lives in the environment."""
+
+    webhook_url_env: str = "RESCUE_WEBHOOK_URL"
+    on: tuple[str, ...] = NOTIFY_EVENTS
+    waiting_too_long_minutes: float = 120.0
+    timeout_seconds: float = 5.0
+    retries: int = 2
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole repository configuration."""
@@ -66,6 +80,7 @@ class Config:
     prefect: PrefectSettings = field(default_factory=PrefectSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     policy: Mapping[str, Any] = field(default_factory=dict)
+    notifications: NotificationSettings | None = None  # None: no `notifications:` section, nothing is sent
     source: str | None = None  # display path of rescue.yaml, or None when defaulted
     content_hash: str = ""
 
@@ -102,9 +117,17 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
         ),
         audit=AuditSettings(**aud),
         policy=dict(data.get("policy") or {}),
+        notifications=_notifications(data.get("notifications")),
         source=source,
         content_hash=content_hash,
     )
+
+
+def _notifications(data: Mapping[str, Any] | None) -> NotificationSettings | None:
+    if data is None:
+        return None
+    values: dict[str, Any] = {k: tuple(v) if k == "on" else v for k, v in data.items()}
+    return NotificationSettings(**values)
 
 
 def find_config(start: Path) -> Path | None:

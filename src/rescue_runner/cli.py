@@ -165,6 +165,163 @@ def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
     click.echo(PLAN_RENDERERS[fmt](r.plan, report.graph), nl=False)
 
 
+@cli.command()
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="dbt project folder (default: the one holding dbt_project.yml, found from here).")
+@click.option("--ci", "ci", type=click.Choice(("github", "gitlab", "none")), multiple=True,
+              default=("github",), show_default=True, help="CI files to write; repeat for several.")
+@click.option("--timezone", help="IANA time zone of the starter quiet window (default: this machine's).")
+@click.option("--branch", help="Protected branch whose requests are approved (default: origin's default).")
+@click.option("--pip-spec", help="What CI installs (default: rescue-runner==<this version>).")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(project_dir: Path | None, ci: tuple[str, ...], timezone: str | None, branch: str | None,
+         pip_spec: str | None, force: bool) -> None:
+    """Set up rescue-runner in an existing dbt repository (run it at the repository root).
+
+    Writes a commented rescue.yaml (dbt project found by its dbt_project.yml, Prefect pool,
+    queue and deployment, audit branch, a starter policy), rescues/README.md and CI files.
+    Refuses to overwrite existing files (exit 2) unless --force.
+
+    \b
+    Example:
+      rescue init
+      rescue init --ci github --ci gitlab --timezone Europe/Berlin
+    """
+    from . import scaffold
+
+    root = Path.cwd()
+    project = scaffold.detect_project(root, project_dir)
+    files = scaffold.plan_init(
+        root, project, ci=[c for c in ci if c != "none"], timezone=timezone or scaffold.local_timezone(),
+        branch=branch or scaffold.default_branch(root), pip_spec=pip_spec or scaffold.package_spec())
+    written = scaffold.write_files(root, files, force=force)
+    for rel in written:
+        click.echo(f"wrote {rel}")
+    click.echo("\nNext steps:")
+    for step in scaffold.next_steps(written):
+        click.echo(f"  - {step}")
+
+
+def _ask(interactive: bool, given: Any, prompt: str, check: Callable[[str], Any], *,
+         required: bool, default: str = "", option: str = "") -> Any:
+    """A flag's value checked, else a prompt that repeats until the answer passes ``check``."""
+    def proc(value: str) -> Any:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    if given is not None:
+        try:
+            return check(given)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    if interactive:
+        return click.prompt(prompt, default=default, show_default=bool(default), value_proc=proc)
+    if required:
+        raise click.UsageError(f"{option} is required with --yes or without a terminal")
+    return None
+
+
+@cli.command()
+@click.option("--select", help="dbt selectors, space separated, e.g. 'int_orders+'.")
+@click.option("--exclude", help="dbt selectors to leave out.")
+@click.option("--reason", help="Why the rescue is needed: what broke, what the rerun fixes.")
+@click.option("--ticket", help="Issue key or URL, e.g. DATA-1412.")
+@click.option("--full-refresh/--no-full-refresh", default=None,
+              help="Rebuild incremental models from scratch.")
+@click.option("--max-models", type=click.IntRange(1, 10000), help="At most this many models per batch.")
+@click.option("--window-daily", metavar="HH:MM-HH:MM",
+              help="Run only in this daily window (needs --timezone).")
+@click.option("--timezone", help="IANA time zone of --window-daily, e.g. Europe/Berlin.")
+@click.option("--expires", metavar="YYYY-MM-DD", help="Do not run after this day (UTC).")
+@click.option("--requested-by", help="Who asks (default: git config user.name and user.email).")
+@click.option("--slug", help="File name part after the date (default: from the first selector).")
+@click.option("--yes", "-y", is_flag=True, help="Never prompt: use the flags, fail on what is missing.")
+@dbt_options
+@click.pass_context
+def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str | None,
+        ticket: str | None, full_refresh: bool | None, max_models: int | None, window_daily: str | None,
+        timezone: str | None, expires: str | None, requested_by: str | None, slug: str | None,
+        yes: bool, **dbt_opts: Any) -> None:
+    """Write a new request file rescues/<date>-<slug>.yaml, validate it and show its plan.
+
+    Asks for what the flags do not give (on a terminal, unless --yes); answers are checked as
+    you type them. requested_by comes from git config. Exit 1 when the written request is
+    invalid: the file is kept so you can edit it and run `rescue validate` again.
+
+    \b
+    Example:
+      rescue new
+      rescue new --select int_orders+ --reason "int_orders double-counted refunds" \\
+        --ticket DATA-1412 --max-models 20 --yes
+      rescue new --select mart_revenue --full-refresh --window-daily 01:00-05:00 \\
+        --timezone Europe/Berlin --reason "Revenue logic changed for historic orders" --yes
+    """
+    from datetime import date
+
+    from . import app, drafting
+    from .discovery import display_path
+    from .policy import policy_from_config
+    from .reporting.plan import render_plan_text
+    from .reporting.validation import render_text
+
+    cfg = _load_config(ctx, **dbt_opts)
+    rules = policy_from_config(cfg.policy).request
+    tty = not yes and sys.stdin.isatty()
+    sel = _ask(tty, select, "Models to rescue (dbt selectors)", drafting.check_selectors_text,
+               required=True, option="--select")
+    why = _ask(tty, reason, "Reason (what broke, what the rerun fixes)",
+               lambda v: drafting.check_reason(v, rules.reason_min_length), required=True, option="--reason")
+    tic = _ask(tty, ticket, "Ticket (issue key or URL" + (")" if rules.ticket_required else ", empty: none)"),
+               lambda v: drafting.check_ticket(v, required=rules.ticket_required),
+               required=rules.ticket_required, option="--ticket")
+    if full_refresh is None:
+        full_refresh = tty and click.confirm("Full refresh (rebuild incremental models from scratch)?",
+                                             default=False)
+    if max_models is None and tty:
+        max_models = _ask(tty, None, "At most how many models per batch (empty: no split)",
+                          drafting.check_max_models, required=False)
+    daily = _ask(tty and window_daily is None, window_daily,
+                 "Daily window HH:MM-HH:MM (empty: any time)",
+                 lambda v: drafting.check_daily_window(v) if v.strip() else None, required=False,
+                 option="--window-daily")
+    zone = None
+    if daily is not None or timezone is not None:
+        zone = _ask(tty, timezone, "Time zone of the window (IANA name, e.g. Europe/Berlin)",
+                    drafting.check_timezone, required=daily is not None, option="--timezone")
+    who = requested_by if requested_by is not None else drafting.git_identity(Path.cwd())
+    who = _ask(tty, who, "Requested by", drafting.check_requested_by, required=True,
+               option="--requested-by")
+    ex = drafting.check_selectors_text(exclude, "exclude", required=False) if exclude else ()
+    draft = drafting.Draft(
+        select=sel, reason=why, requested_by=who, ticket=tic, exclude=ex, full_refresh=bool(full_refresh),
+        max_models=max_models, window_daily=daily, timezone=zone,
+        expires=_ask(False, expires, "", drafting.check_expires, required=False, option="--expires"))
+    path = drafting.request_path(cfg.requests_dir, date.today(), slug or drafting.default_slug(draft))
+    text = drafting.render_request(draft, drafting.schema_ref(path, cfg.root))
+    shown = display_path(path, Path.cwd())
+    if tty:
+        click.echo(f"\n{shown}:\n{text}")
+        if not click.confirm("Write it?", default=True):
+            raise click.Abort()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {shown}")
+    report = app.validate([path], cfg)
+    r = report.requests[0]
+    if not r.ok:
+        click.echo(render_text(report), nl=False)
+        click.echo(f"{shown} has errors; the file is kept: edit it, then run `rescue validate {shown}`",
+                   err=True)
+        ctx.exit(1)
+    if r.plan is not None and report.graph is not None:
+        click.echo(render_plan_text(r.plan, report.graph), nl=False)
+    else:
+        click.echo(render_text(report), nl=False)
+    click.echo(f"Next: commit {shown} and open a pull request; CI comments the plan.")
+
+
 def _crash_log(exc: BaseException) -> Path:
     log_dir = Path(".rescue") / "logs"
     try:

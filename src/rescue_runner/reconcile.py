@@ -1,0 +1,355 @@
+"""The runner's decisions, pure: facts about one request in, the next step out.
+
+``next_step(view)`` looks at what the audit trail says (``RequestState``), what the
+protected branch holds (``Approved``), and whatever the runner has already asked the outside
+world in this pass (re-validation, the state of a run, a run found by its idempotency key,
+the queue), and names exactly one next step. Steps are either questions (``Validate``,
+``AskRun``, ``Lookup``, ``AskContention``: the runner answers them and asks again) or
+actions (an event to record, a batch to submit, a wait to note, or nothing to do now).
+
+The state machine of one request (each arrow is one recorded event)::
+
+    (approved on the protected branch)
+      -> request_validated --------------------------------------------+
+      -> waiting(window_closed | queue_busy | pause) <-> ...           |
+      -> batch_submitted(k) -> batch_running(k) -> batch_finished(k)   |
+           completed and more batches: back to waiting / submit k+1    |
+      -> request_finished(succeeded | failed | needs_operator | expired | cancelled)
+
+Rules: batch k+1 only after batch k completed and the pause elapsed; a run that ended in
+any way but COMPLETED or FAILED (crashed, cancelled, missing, orphaned) is an unknown outcome
+and needs an operator, never an automatic resubmission; a changed fingerprint needs an
+operator; a request gone from the branch before it started is cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import audit
+from .audit import PlanBatch, RequestState
+from .model import Request
+
+# ---- facts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approved:
+    """A request file as found on the protected branch (decoded when possible, not yet validated)."""
+
+    request_id: str
+    path: str
+    content: bytes = field(repr=False)
+    content_hash: str
+    merge_order: int
+    commit: str = ""  # the commit of the protected branch that added the file
+    request: Request | None = None  # None: the file does not decode (validation says why)
+    expired: str | None = None  # why it is expired (RR103), computed without dbt
+
+    @property
+    def priority(self) -> int:
+        return self.request.priority if self.request is not None else 0
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The result of re-validating an approved request now, with the branch's config and policy.
+
+    ``context`` carries what submission needs (request, graph, dbt selector); it is opaque
+    here and never compared.
+    """
+
+    ok: bool
+    fingerprint: str | None = None
+    batches: tuple[PlanBatch, ...] = ()
+    pause_seconds: float = 0.0
+    problems: tuple[str, ...] = ()  # blocking findings, one line each
+    expired: str | None = None  # RR103 / RR307: it can never run any more
+    warnings: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    context: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A flow run as the executor sees it now. ``state`` is Prefect's state type (upper case)."""
+
+    flow_run_id: str
+    state: str | None
+    final: bool
+    url: str | None = None
+    name: str | None = None
+    state_name: str | None = None
+    idempotency_key: str | None = None
+    mode: str = "server"
+    counts: Mapping[str, int] = field(default_factory=dict)
+    failed_nodes: tuple[str, ...] = ()
+    orphaned: bool = False  # embedded: not final, but the process running it is gone
+
+
+MISSING = "MISSING"  # RunView.state when the run is gone from Prefect
+
+
+class _NotAsked:
+    def __repr__(self) -> str:
+        return "NOT_ASKED"
+
+
+NOT_ASKED: Any = _NotAsked()
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything known about one request in this pass."""
+
+    state: RequestState
+    approved: Approved | None
+    now: datetime
+    validation: Validation | None = None
+    run: RunView | Any | None = NOT_ASKED  # the in-flight batch's run; None: not found
+    found: RunView | Any | None = NOT_ASKED  # a run of the next batch found by its key
+    contention: Any = None  # contention.Decision for the next batch
+    queue_blocked: str | None = None  # an earlier request in the order waits for queue slots
+    recovering: bool = False  # the previous runner died holding the lock: look for its runs first
+
+
+# ---- steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validate:
+    """Question: re-validate the approved request now."""
+
+
+@dataclass(frozen=True)
+class AskRun:
+    """Question: the state of the run of the in-flight batch."""
+
+    record: audit.BatchRecord
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Question: does a run of this batch and attempt already exist (by idempotency key)?"""
+
+    batch: PlanBatch
+    attempt: int
+
+
+@dataclass(frozen=True)
+class AskContention:
+    """Question: may a batch (heavy or not) be submitted now?"""
+
+    batch: PlanBatch
+
+
+@dataclass(frozen=True)
+class RecordValidated:
+    validation: Validation
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """A run of the next batch exists but the trail does not say so: record it, do not resubmit."""
+
+    batch: PlanBatch
+    attempt: int
+    run: RunView
+
+
+@dataclass(frozen=True)
+class Submit:
+    batch: PlanBatch
+    attempt: int
+    reasons: tuple[str, ...] = ()  # the contention decision, for the report
+
+
+@dataclass(frozen=True)
+class RecordRunning:
+    record: audit.BatchRecord
+
+
+@dataclass(frozen=True)
+class RecordFinished:
+    record: audit.BatchRecord
+    state: str  # one of audit.BATCH_FINAL_STATES
+    run: RunView | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing may happen now, for a recorded reason (recorded when the kind changes)."""
+
+    kind: str
+    reason: str
+    batch: int | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing to do now and nothing to record (finished, or a run is on its way)."""
+
+    reason: str
+    active: bool = False  # a run is in flight: --wait keeps polling
+
+
+Step = (Validate | AskRun | Lookup | AskContention | RecordValidated | Adopt | Submit | RecordRunning
+        | RecordFinished | Finish | Wait | Idle)
+QUESTIONS = (Validate, AskRun, Lookup, AskContention)
+
+
+def batch_state(run: RunView) -> str:
+    """The recorded batch state for a final run."""
+    if run.state == MISSING:
+        return audit.B_MISSING
+    if run.orphaned:
+        return audit.B_UNKNOWN
+    return {"COMPLETED": audit.B_COMPLETED, "FAILED": audit.B_FAILED, "CRASHED": audit.B_CRASHED,
+            "CANCELLED": audit.B_CANCELLED}.get(run.state or "", audit.B_UNKNOWN)
+
+
+def next_step(v: View) -> Step:
+    """The one next step for a request (see the module docstring for the rules)."""
+    s, a = v.state, v.approved
+    if s.terminal:
+        return Idle(f"{s.outcome}")
+
+    # 1. A batch in flight: follow its run until it is final.
+    rec = s.in_flight
+    if rec is not None:
+        if v.run is NOT_ASKED:
+            return AskRun(rec)
+        run: RunView | None = v.run
+        if run is None or run.state == MISSING:
+            return RecordFinished(rec, audit.B_MISSING, run,
+                                  f"flow run {rec.flow_run_id} of batch {rec.index} is missing in Prefect")
+        if run.orphaned:
+            return RecordFinished(rec, audit.B_UNKNOWN, run,
+                                  f"the runner died during embedded flow run {rec.flow_run_id}: "
+                                  "its outcome is unknown")
+        if not run.final:
+            if run.state == "RUNNING" and rec.state == audit.B_SUBMITTED:
+                return RecordRunning(rec)
+            return Idle(f"batch {rec.index} {(run.state_name or run.state or 'submitted').lower()}",
+                        active=True)
+        state = batch_state(run)
+        reason = None if state == audit.B_COMPLETED else \
+            f"batch {rec.index} flow run {rec.flow_run_id} ended {run.state_name or run.state}"
+        return RecordFinished(rec, state, run, reason)
+
+    total = len(s.plan)
+    # 2. The last batch ended badly: the request ends.
+    last = s.last_finished
+    if last is not None and last.state != audit.B_COMPLETED:
+        if last.state == audit.B_FAILED:
+            nodes = f": {', '.join(last.failed_nodes[:5])}" if last.failed_nodes else ""
+            return Finish(audit.FAILED, f"batch {last.index} failed{nodes}")
+        return Finish(audit.NEEDS_OPERATOR,
+                      f"batch {last.index} ended {last.state_name or last.state}: the outcome is unknown; "
+                      "check the flow run, then `rescue retry` or remove the request")
+
+    # 3. Everything approved ran.
+    if s.validated and s.next_batch is None:
+        return Finish(audit.SUCCEEDED, f"{total} batch(es) completed")
+
+    # 4. After a crash, a run the dead runner submitted but did not record is adopted first,
+    #    whatever else holds the request back (in normal passes the lookup precedes submission).
+    if v.recovering and s.validated and s.next_batch is not None:
+        if v.found is NOT_ASKED:
+            return Lookup(s.next_batch, s.attempt)
+        if v.found is not None:
+            return Adopt(s.next_batch, s.attempt, v.found)
+
+    # 5. Gone from the branch.
+    if a is None:
+        if not s.started:
+            return Finish(audit.CANCELLED, "removed from the protected branch before it started")
+        return Finish(audit.NEEDS_OPERATOR, f"removed from the protected branch after {s.completed} of "
+                                            f"{total} batch(es); the rest did not run")
+
+    # 6. Expired (cheap check, before any dbt work).
+    if a.expired:
+        return _expired(s, a.expired, total)
+
+    # 7. First sight: validate with the branch's config and policy and record the plan.
+    val = v.validation
+    if not s.validated:
+        if val is None:
+            return Validate()
+        if val.expired:
+            return _expired(s, val.expired, total)
+        if not val.ok:
+            return Finish(audit.NEEDS_OPERATOR, "validation failed: " + "; ".join(val.problems[:5]))
+        return RecordValidated(val)
+
+    nxt = s.next_batch
+    assert nxt is not None
+    # 8. Pause after the previous batch (no dbt needed to know).
+    prev = s.last_completed
+    if prev is not None and s.pause_seconds > 0 and prev.finished_at is not None:
+        until = prev.finished_at + timedelta(seconds=s.pause_seconds)
+        if v.now < until:
+            return Wait(audit.PAUSE, f"pause between batches: batch {nxt.index} not before "
+                                     f"{until:%Y-%m-%d %H:%M:%S} UTC", nxt.index, until)
+
+    # 9. The request's window.
+    req = a.request
+    if req is not None and req.window is not None:
+        from .windows import is_open, next_open
+
+        if not is_open(req.window, v.now):
+            opens = next_open(req.window, v.now)
+            when = f"opens {opens:%Y-%m-%d %H:%M} UTC" if opens else "does not open again"
+            return Wait(audit.WINDOW_CLOSED, f"window closed: {when}", nxt.index, opens)
+
+    # 10. Before any submission: re-validate now; the fingerprint must not have drifted.
+    if val is None:
+        return Validate()
+    if val.expired:
+        return _expired(s, val.expired, total)
+    if not val.ok:
+        return Finish(audit.NEEDS_OPERATOR, "re-validation failed: " + "; ".join(val.problems[:5]))
+    if val.fingerprint != s.fingerprint:
+        return Finish(audit.NEEDS_OPERATOR,
+                      f"plan drift: fingerprint {_short(val.fingerprint)} now, {_short(s.fingerprint)} "
+                      "when first validated (the request, the selected models, the manifest or the policy "
+                      "changed)")
+
+    # 11. Keep the order of requests for queue slots.
+    if v.queue_blocked:
+        return Wait(audit.QUEUE_BUSY, v.queue_blocked, nxt.index)
+
+    # 12. A run of this batch may exist already (a runner died before recording it): adopt it.
+    if v.found is NOT_ASKED:
+        return Lookup(nxt, s.attempt)
+    if v.found is not None:
+        return Adopt(nxt, s.attempt, v.found)
+
+    # 13. Room in the queue.
+    if v.contention is None:
+        return AskContention(nxt)
+    if not v.contention.go:
+        return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index)
+    return Submit(nxt, s.attempt, tuple(v.contention.reasons))
+
+
+def _expired(s: RequestState, why: str, total: int) -> Finish:
+    if not s.started:
+        return Finish(audit.EXPIRED, why)
+    return Finish(audit.NEEDS_OPERATOR,
+                  f"{why}; after {s.completed} of {total} batch(es), the rest did not run")
+
+
+def _short(fp: str | None) -> str:
+    return (fp or "none").removeprefix("sha256:")[:12]

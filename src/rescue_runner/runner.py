@@ -1,0 +1,435 @@
+"""``rescue apply``: one reconcile pass over the approved requests (or passes until idle).
+
+The runner owns no state. Each pass reads the audit trail and the protected branch, takes
+the environment's lock, then asks ``reconcile.next_step`` what to do for each request in
+order (priority, then merge order), answers its questions (re-validation, run states, runs
+found by idempotency key, the queue) and performs its actions, recording every one as an
+audit event before moving on. Everything outside is behind a Protocol (``AuditStore``,
+``Lock``, ``Source``, ``Validator``, ``Executor``, ``Clock``), so the Hypothesis model in
+the tests drives this exact code with fakes, crashes included.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from . import audit, reconcile
+from .audit import AuditEvent, BatchRecord, PlanBatch, RequestState
+from .faults import FaultHook, no_faults
+from .reconcile import NOT_ASKED, Approved, RunView, Validation, View
+
+MAX_STEPS = 64  # per request per pass; a pass that needs more is a bug, not a busy queue
+
+
+# ---- what the runner needs from the outside ------------------------------------------------
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class AuditStore(Protocol):
+    """The audit trail: ``refresh`` fetches; ``append`` returns once the event is durable (pushed)."""
+
+    def refresh(self) -> None: ...
+    def events(self) -> list[AuditEvent]: ...
+    def append(self, event: AuditEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class LockResult:
+    acquired: bool
+    holder: str
+    expires: datetime | None = None
+    recovered: bool = False  # taken over from a holder that died (or whose lease expired)
+    message: str = ""
+
+
+class Lock(Protocol):
+    holder: str
+
+    def acquire(self) -> LockResult: ...
+    def renew(self, *, force: bool = False) -> None: ...
+    def release(self) -> None: ...
+
+
+class Source(Protocol):
+    """The approved requests: the protected branch as of the last ``AuditStore.refresh``."""
+
+    def approved(self) -> list[Approved]: ...
+
+
+class Validator(Protocol):
+    def validate(self, approved: Approved, now: datetime) -> Validation: ...
+
+
+class Executor(Protocol):
+    """Runs batches: on a Prefect server (``server``) or in this process (``embedded``)."""
+
+    mode: str
+
+    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None: ...
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+               attempt: int) -> RunView: ...
+    def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None: ...
+    def contention(self, batch: PlanBatch) -> Any: ...  # contention.Decision
+
+
+class SystemClock:
+    """The wall clock, UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class OffsetClock:
+    """An injected start instant that then advances with real time (``--now`` / RESCUE_NOW)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("--now needs a timezone (e.g. 2026-11-24T01:30:00Z)")
+        self.start = start.astimezone(UTC)
+        self._t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._t0)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+# ---- reports -------------------------------------------------------------------------------
+
+@dataclass
+class Decision:
+    """One line of what the runner did (or, in a dry run, would do) for a request."""
+
+    request_id: str
+    action: str  # validated | waiting | submitted | adopted | running | finished | done | idle | ...
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.request_id, "action": self.action, "message": self.message, **self.data}
+
+
+@dataclass
+class ApplyReport:
+    """What ``rescue apply`` did. ``status``: nothing | busy | done | timeout."""
+
+    status: str
+    decisions: list[Decision] = field(default_factory=list)
+    lock: LockResult | None = None
+    passes: int = 0
+    problems: list[str] = field(default_factory=list)  # requests that ended failed / needs_operator
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "passes": self.passes,
+                "decisions": [d.to_dict() for d in self.decisions], "problems": self.problems}
+
+
+@dataclass
+class _PassResult:
+    active: bool = False  # something will change soon without a person: --wait keeps going
+    wake: datetime | None = None  # the earliest instant a pause ends
+
+
+# ---- the runner ----------------------------------------------------------------------------
+
+class Runner:
+    """One environment's reconciler. Build it with the adapters (``operate.build_runner``) or fakes."""
+
+    def __init__(self, *, store: AuditStore, source: Source, lock: Lock,
+                 make_validator: Callable[[], Validator], make_executor: Callable[[], Executor],
+                 clock: Clock | None = None, fault: FaultHook = no_faults,
+                 say: Callable[[str], None] | None = None, event_id: Callable[[], str] | None = None) -> None:
+        self.store, self.source, self.lock = store, source, lock
+        self._make_validator, self._make_executor = make_validator, make_executor
+        self._validator: Validator | None = None
+        self._executor: Executor | None = None
+        self.clock = clock or SystemClock()
+        self.fault = fault
+        self.say = say or (lambda line: None)
+        self._event_id = event_id or (lambda: uuid.uuid4().hex[:12])
+        self.dry_run = False
+        self.report = ApplyReport("nothing")
+
+    # -- entry point --
+
+    def apply(self, *, wait: bool = False, dry_run: bool = False, poll_seconds: float = 5.0,
+              timeout: float | None = None) -> ApplyReport:
+        """One pass (or, with ``wait``, passes until nothing is runnable). See the module docstring."""
+        self.dry_run = dry_run
+        self.report = ApplyReport("nothing")
+        self.store.refresh()
+        if not self._pending(self.source.approved(), audit.derive_all(self.store.events())):
+            self.say("nothing to do: no approved request is pending")
+            return self.report
+        recovering = False
+        if not dry_run:
+            got = self.lock.acquire()
+            self.report.lock = got
+            if not got.acquired:
+                self.report.status = "busy"
+                self.say(f"busy: {got.message}")
+                return self.report
+            recovering = got.recovered
+            if recovering:
+                self.say(f"lock: {got.message}")
+            self.fault("after_lock")
+        started = time.monotonic()
+        try:
+            first = True
+            while True:
+                if not first or not dry_run:
+                    self.store.refresh()  # under the lock: the state may have moved since the first read
+                first = False
+                result = self._pass(recovering)
+                recovering = False
+                self.report.passes += 1
+                self.report.status = "done"
+                if not wait or dry_run or not result.active:
+                    break
+                if timeout is not None and time.monotonic() - started > timeout:
+                    self.report.status = "timeout"
+                    self.say(f"--wait: gave up after {timeout:g} s; requests are still in progress")
+                    break
+                pause = poll_seconds
+                if result.wake is not None:
+                    pause = min(pause, max(0.2, (result.wake - self.clock.now()).total_seconds()))
+                self.clock.sleep(pause)
+                self.lock.renew()
+        except BaseException as exc:
+            if not dry_run and not _is_crash(exc):
+                self.lock.release()
+            raise
+        if not dry_run:
+            self.fault("before_lock_release")
+            self.lock.release()
+        return self.report
+
+    # -- one pass --
+
+    def _pending(self, approved: Sequence[Approved], states: Mapping[str, RequestState]) -> list[str]:
+        ids = [a.request_id for a in approved
+               if a.request_id not in states or not states[a.request_id].terminal]
+        on_branch = {a.request_id for a in approved}
+        ids += [rid for rid, s in states.items() if rid not in on_branch and not s.terminal]
+        return ids
+
+    def _pass(self, recovering: bool) -> _PassResult:
+        approved = {a.request_id: a for a in self.source.approved()}
+        states = audit.derive_all(self.store.events())
+        todo = self._pending(list(approved.values()), states)
+
+        def key(rid: str) -> tuple[int, int, str]:
+            a, s = approved.get(rid), states.get(rid)
+            prio = a.priority if a is not None else (s.priority if s else 0)
+            merged = a.merge_order if a is not None else (s.merge_order if s and s.merge_order is not None
+                                                          else 1 << 30)
+            return (-prio, merged, rid)
+
+        result = _PassResult()
+        queue_blocked: str | None = None
+        for rid in sorted(todo, key=key):
+            state = states.get(rid) or RequestState(rid)
+            r = self._advance(state, approved.get(rid), recovering, queue_blocked)
+            result.active = result.active or r.active
+            if r.wake is not None and (result.wake is None or r.wake < result.wake):
+                result.wake = r.wake
+            if r.queue_wait and queue_blocked is None:
+                queue_blocked = f"queue order: {rid} (earlier in the order) waits for queue slots"
+        return result
+
+    def _advance(self, state: RequestState, approved: Approved | None, recovering: bool,
+                 queue_blocked: str | None) -> _Advance:
+        rid = state.request_id
+        view = View(state=state, approved=approved, now=self.clock.now(), recovering=recovering,
+                    queue_blocked=queue_blocked)
+        for _ in range(MAX_STEPS):
+            step = reconcile.next_step(view)
+            # Questions: answer and ask again.
+            if isinstance(step, reconcile.Validate):
+                assert approved is not None
+                view = replace(view, validation=self.validator.validate(approved, view.now))
+                continue
+            if isinstance(step, reconcile.AskRun):
+                view = replace(view, run=self.executor.run_state(view.state, step.record))
+                continue
+            if isinstance(step, reconcile.Lookup):
+                view = replace(view, found=self.executor.find_run(view.state, step.batch, step.attempt))
+                continue
+            if isinstance(step, reconcile.AskContention):
+                decision = self.executor.contention(step.batch)
+                if self.dry_run:
+                    self._note(rid, "queue", f"queue for batch {step.batch.index}: {decision.summary}")
+                view = replace(view, contention=decision)
+                continue
+            # Actions.
+            if isinstance(step, reconcile.RecordValidated):
+                self.fault("after_validate_before_audit")
+                validated = _validated_fields(approved, step.validation, view.state.attempt)
+                view = self._record(view, audit.REQUEST_VALIDATED, validated)
+                v = step.validation
+                self._note(rid, "validated", f"validated: {len(v.batches)} batch(es), fingerprint "
+                                             f"{reconcile._short(v.fingerprint)}"
+                           + (f"; {len(v.warnings)} warning(s)" if v.warnings else ""))
+                continue
+            if isinstance(step, reconcile.Adopt):
+                run = step.run
+                view = self._record(view, audit.BATCH_SUBMITTED,
+                                    _submitted_fields(step.batch, step.attempt, run, adopted=True))
+                self._note(rid, "adopted", f"batch {step.batch.index}/{len(view.state.plan)}: adopted "
+                                           f"flow run {run.flow_run_id} ({(run.state or '').lower()}), "
+                                           "submitted by a runner that died before recording it",
+                           {"batch": step.batch.index, "flow_run_id": run.flow_run_id})
+                view = replace(view, run=run, found=NOT_ASKED, contention=None)
+                continue
+            if isinstance(step, reconcile.Submit):
+                n = len(view.state.plan)
+                if self.dry_run:
+                    self._note(rid, "submit", f"would submit batch {step.batch.index}/{n} "
+                                              f"({len(step.batch.models)} model(s)"
+                                              + (", full refresh" if step.batch.full_refresh else "")
+                                              + (", heavy" if step.batch.heavy else "") + ")",
+                               {"batch": step.batch.index})
+                    return _Advance()
+                self.lock.renew()
+                self.fault("before_submit")
+                assert approved is not None and view.validation is not None
+                run = self.executor.submit(approved, view.validation, view.state, step.batch, step.attempt)
+                self.fault("after_submit_before_audit")
+                view = self._record(view, audit.BATCH_SUBMITTED,
+                                    _submitted_fields(step.batch, step.attempt, run, adopted=False))
+                where = f" {run.url}" if run.url else ""
+                self._note(rid, "submitted", f"batch {step.batch.index}/{n} submitted: flow run "
+                                             f"{run.flow_run_id}{where}",
+                           {"batch": step.batch.index, "flow_run_id": run.flow_run_id, "url": run.url})
+                view = replace(view, run=run, found=NOT_ASKED, contention=None)
+                continue
+            if isinstance(step, reconcile.RecordRunning):
+                rec = step.record
+                view = self._record(view, audit.BATCH_RUNNING, {"batch": rec.index, "attempt": rec.attempt,
+                                                                "flow_run_id": rec.flow_run_id})
+                self._note(rid, "running", f"batch {rec.index}/{len(view.state.plan)} running "
+                                           f"(flow run {rec.flow_run_id})")
+                continue
+            if isinstance(step, reconcile.RecordFinished):
+                self.fault("after_run_final_before_audit")
+                view = self._record(view, audit.BATCH_FINISHED, _finished_fields(step))
+                got = step.run.counts if step.run else {}
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(got.items()))
+                self._note(rid, "batch_finished",
+                           f"batch {step.record.index}/{len(view.state.plan)} {step.state}"
+                           + (f" ({counts})" if counts else "") + (f": {step.reason}" if step.reason else ""),
+                           {"batch": step.record.index, "state": step.state})
+                view = replace(view, run=NOT_ASKED, found=NOT_ASKED, contention=None, now=self.clock.now())
+                continue
+            if isinstance(step, reconcile.Finish):
+                self.fault("before_request_finished")
+                s = view.state
+                view = self._record(view, audit.REQUEST_FINISHED, {
+                    "outcome": step.outcome, "reason": step.reason, "batches_completed": s.completed,
+                    "batches_total": len(s.plan)})
+                self._note(rid, step.outcome, f"{step.outcome}: {step.reason}")
+                if step.outcome in (audit.FAILED, audit.NEEDS_OPERATOR):
+                    self.report.problems.append(rid)
+                return _Advance()
+            if isinstance(step, reconcile.Wait):
+                s = view.state
+                if (s.waiting_kind, s.waiting_batch) != (step.kind, step.batch):
+                    fields: dict[str, Any] = {"kind": step.kind, "reason": step.reason, "batch": step.batch}
+                    if step.until is not None:
+                        fields["until"] = _iso(step.until)
+                    view = self._record(view, audit.WAITING, fields)
+                self._note(rid, "waiting", f"waiting ({step.kind}): {step.reason}", {"kind": step.kind})
+                return _Advance(active=step.kind in (audit.PAUSE, audit.QUEUE_BUSY),
+                                wake=step.until if step.kind == audit.PAUSE else None,
+                                queue_wait=step.kind == audit.QUEUE_BUSY)
+            if isinstance(step, reconcile.Idle):
+                if step.active:
+                    self._note(rid, "idle", step.reason)
+                return _Advance(active=step.active)
+            raise AssertionError(f"unhandled step {step!r}")
+        raise RuntimeError(f"{rid}: no decision after {MAX_STEPS} steps (a rescue-runner bug)")
+
+    # -- helpers --
+
+    @property
+    def validator(self) -> Validator:
+        if self._validator is None:
+            self._validator = self._make_validator()
+        return self._validator
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._executor
+
+    def _record(self, view: View, type_: str, fields: Mapping[str, Any]) -> View:
+        s = view.state
+        event = AuditEvent(type=type_, request_id=s.request_id, at=self.clock.now(), seq=s.last_seq + 1,
+                           event_id=self._event_id(), fields=dict(fields), runner=self.lock.holder)
+        if not self.dry_run:
+            self.lock.renew()
+            self.store.append(event)
+        return replace(view, state=audit.apply_event(s, event))
+
+    def _note(self, rid: str, action: str, message: str, data: Mapping[str, Any] | None = None) -> None:
+        prefix = "(dry run) " if self.dry_run and not message.startswith("would") else ""
+        self.report.decisions.append(Decision(rid, action, message, dict(data or {})))
+        self.say(f"{rid}: {prefix}{message}")
+
+
+@dataclass
+class _Advance:
+    active: bool = False
+    wake: datetime | None = None
+    queue_wait: bool = False
+
+
+def _is_crash(exc: BaseException) -> bool:
+    from .faults import Crash
+
+    return isinstance(exc, Crash)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _validated_fields(approved: Approved | None, v: Validation, attempt: int) -> dict[str, Any]:
+    assert approved is not None
+    req = approved.request
+    return {
+        "path": approved.path, "content_hash": approved.content_hash, "fingerprint": v.fingerprint,
+        "commit": approved.commit, "merge_order": approved.merge_order, "priority": approved.priority,
+        "requested_by": req.requested_by if req else None, "ticket": req.ticket if req else None,
+        "reason": req.reason if req else None, "batches": [b.to_dict() for b in v.batches],
+        "pause_seconds": v.pause_seconds, "warnings": list(v.warnings), "overrides": list(v.overrides),
+        "attempt": attempt,
+    }
+
+
+def _submitted_fields(batch: PlanBatch, attempt: int, run: RunView, *, adopted: bool) -> dict[str, Any]:
+    return {"batch": batch.index, "attempt": attempt, "flow_run_id": run.flow_run_id, "url": run.url,
+            "name": run.name, "idempotency_key": run.idempotency_key, "mode": run.mode, "adopted": adopted,
+            "state": run.state, "models": len(batch.models)}
+
+
+def _finished_fields(step: reconcile.RecordFinished) -> dict[str, Any]:
+    run = step.run
+    rec = step.record
+    return {"batch": rec.index, "attempt": rec.attempt, "flow_run_id": rec.flow_run_id, "state": step.state,
+            "state_name": run.state_name if run else None,
+            "counts": dict(run.counts) if run else {}, "failed_nodes": list(run.failed_nodes) if run else [],
+            "reason": step.reason}

@@ -1,0 +1,169 @@
+"""The runner's ``Executor`` over the execution module: a Prefect server, or embedded (in-process).
+
+Thin on purpose: submission, idempotency keys, contention and the embedded flow run are
+``execution``'s; this adds what the runner needs around them: finding a batch's run
+before submitting (so a run whose submit event was lost is adopted, never resubmitted),
+reading run states as ``RunView`` (a run gone from the server is ``MISSING``), and the
+dbt summary counts the flow stores beside each run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import execution
+from .audit import BatchRecord, PlanBatch, RequestState
+from .config import Config
+from .contention import Decision
+from .errors import RescueError
+from .model import PlannedBatch
+from .reconcile import MISSING, Approved, RunView, Validation
+
+_FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+MAX_FAILED_NODES = 20
+
+
+class ServerExecutor:
+    """Batches become flow runs of the deployment on the server at ``api_url``."""
+
+    mode = execution.SERVER
+
+    def __init__(self, config: Config, api_url: str) -> None:
+        self.config, self.api_url = config, api_url
+        self._deployment_id: str | None = None
+
+    @property
+    def deployment_id(self) -> str:
+        if self._deployment_id is None:
+            from .adapters import prefect_api
+
+            p = self.config.prefect
+            self._deployment_id = prefect_api.read_deployment(self.api_url, f"{p.flow}/{p.deployment}").id
+        return self._deployment_id
+
+    def key(self, state: RequestState, batch: PlanBatch, attempt: int) -> str:
+        return execution.idempotency_key(self.deployment_id, state.request_id, state.content_hash or "",
+                                         batch.index, attempt)
+
+    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None:
+        from .adapters import prefect_api
+
+        key = self.key(state, batch, attempt)
+        for run in prefect_api.read_flow_runs_by_tag(self.api_url, execution.run_tag(state.request_id)):
+            if run.idempotency_key == key:
+                return self._view(run)
+        return None
+
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+               attempt: int) -> RunView:
+        ctx = validation.context
+        sub = execution.submit_batch(
+            self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
+            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url)
+        return RunView(sub.flow_run_id, sub.state, final=(sub.state or "") in _FINAL, url=sub.url,
+                       name=sub.name, idempotency_key=sub.idempotency_key, mode=self.mode)
+
+    def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
+        from .adapters import prefect_api
+
+        try:
+            run = prefect_api.read_flow_run(self.api_url, record.flow_run_id or "")
+        except RescueError as exc:
+            # read_flow_run raises the same error class for "not found" and "unreachable"
+            # (asked the execution owner for a typed NotFound); only the former is an answer.
+            if "not found" in str(exc):
+                return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
+            raise
+        return self._view(run)
+
+    def contention(self, batch: PlanBatch) -> Decision:
+        # The queue lives in real time (heartbeats, due runs): never judge it by an injected clock.
+        return execution.contention(self.config, heavy=batch.heavy, api_url=self.api_url)
+
+    def _view(self, run: Any) -> RunView:
+        final = run.state_type in _FINAL
+        counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
+        return RunView(run.id, run.state_type, final=final, url=execution.ui_url(self.api_url, run.id),
+                       name=run.name, state_name=run.state_name, idempotency_key=run.idempotency_key,
+                       mode=self.mode, counts=counts, failed_nodes=failed)
+
+
+class EmbeddedExecutor:
+    """Batches run in this process (no PREFECT_API_URL); their runs are read back from the local database.
+
+    An embedded run lives and dies with the runner that started it, and that runner records
+    its end before it lets go of the lock. So a run another runner finds not final is an
+    orphan of a runner that died: its outcome is unknown.
+    """
+
+    mode = execution.EMBEDDED
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.home = execution.embedded_prefect_home(config)
+
+    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None:
+        from .adapters import prefect_embedded
+
+        known = {b.flow_run_id for b in state.history}
+        name = execution.run_name(state.request_id, batch.index)
+        for run in prefect_embedded.find_runs(self.home, execution.run_tag(state.request_id)):
+            if run.name == name and run.id not in known:
+                return self._view(run)
+        return None
+
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+               attempt: int) -> RunView:
+        ctx = validation.context
+        sub = execution.submit_batch(
+            self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
+            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None)
+        counts, failed = summary_counts(self.config, sub.flow_run_id)
+        return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
+                       idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
+                       mode=self.mode, counts=counts, failed_nodes=failed)
+
+    def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
+        from .adapters import prefect_embedded
+
+        run = prefect_embedded.read_run(self.home, record.flow_run_id or "")
+        if run is None:
+            return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
+        return self._view(run)
+
+    def contention(self, batch: PlanBatch) -> Decision:
+        return execution.contention(self.config, heavy=batch.heavy, api_url=None)
+
+    def _view(self, run: Any) -> RunView:
+        final = run.state_type in _FINAL
+        counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
+        return RunView(run.id, run.state_type, final=True, name=run.name, state_name=run.state_name,
+                       idempotency_key=run.idempotency_key, mode=self.mode, counts=counts,
+                       failed_nodes=failed, orphaned=not final)
+
+
+def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:
+    """Server mode with PREFECT_API_URL, embedded otherwise (as ``execution`` decides)."""
+    url = execution.prefect_api_url()
+    return ServerExecutor(config, url) if url else EmbeddedExecutor(config)
+
+
+def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int], tuple[str, ...]]:
+    """dbt result counts and failing node ids from the run's ``summary.json`` (empty if not readable)."""
+    base = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
+    path = Path(base) / flow_run_id / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, ()
+    counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
+    failed = tuple(str(f.get("unique_id")) for f in data.get("failed") or () if isinstance(f, dict))
+    return counts, failed[:MAX_FAILED_NODES]
+
+
+def _planned(batch: PlanBatch) -> PlannedBatch:
+    return PlannedBatch(index=batch.index, models=batch.models, full_refresh=batch.full_refresh,
+                        estimated_seconds=batch.estimated_seconds)

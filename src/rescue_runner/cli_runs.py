@@ -1,0 +1,153 @@
+"""The runner's commands: ``rescue apply``, ``status``, ``log``, ``retry`` (registered by ``cli.py``).
+
+Thin like the rest of the CLI: parse options, call ``rescue_runner.operate``, render,
+return an exit code. Exit codes: 0 ok (also "nothing to do" and "busy"), 1 when this pass
+ended a request failed or needing an operator, 2 on usage, configuration or environment errors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from .errors import RescueError
+
+NOW_ENV = "RESCUE_NOW"
+ENV_ENV = "RESCUE_ENV"
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not an ISO 8601 date-time") from None
+    if at.tzinfo is None:
+        raise click.BadParameter(f"'{value}' has no offset: add Z for UTC or +HH:MM")
+    return at.astimezone(UTC)
+
+
+def _config(ctx: click.Context) -> Path | None:
+    obj = ctx.find_root().obj or {}
+    value = obj.get("config")
+    return Path(value) if value is not None else None
+
+
+_env_option = click.option(
+    "--env", "env", envvar=ENV_ENV, default="default", show_default=True,
+    help=f"Environment whose runner lock to take (refs/rescue-locks/<env>); env {ENV_ENV}.")
+_now_option = click.option("--now", "now", envvar=NOW_ENV, callback=_instant, metavar="DATETIME",
+                           help=f"Start the clock at this instant (tests, drills); env {NOW_ENV}.")
+
+
+@click.command()
+@click.option("--wait", is_flag=True, help="Keep going until nothing is runnable (runs in flight, pauses, "
+                                           "a busy queue); stop when only closed windows remain.")
+@click.option("--dry-run", is_flag=True, help="Print the decisions; take no lock, record and submit nothing.")
+@_now_option
+@_env_option
+@click.option("--poll", "poll", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
+              help="Seconds between passes with --wait.")
+@click.option("--timeout", type=click.FloatRange(1), default=None,
+              help="With --wait: give up after this many seconds (the lock is released; state stays in git).")
+@click.option("--lease", "lease", type=click.FloatRange(5), default=600.0, show_default=True,
+              help="Seconds the runner lock is valid without renewal.")
+@click.pass_context
+def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, env: str, poll: float,
+          timeout: float | None, lease: float) -> None:
+    """Apply approved requests: one reconcile pass (cron), batch by batch, recorded in git.
+
+    Approved = on the protected branch (fetched; never the working tree), re-validated now
+    with that branch's rescue.yaml, plan fingerprint unchanged since first validated.
+    Requests run by priority, then merge order; a batch is submitted only when its window
+    is open, the queue has room and the previous batch completed (plus its pause).
+
+    \b
+    Example (cron, every 5 minutes):
+      rescue apply
+      rescue apply --dry-run
+      rescue apply --wait --timeout 3600
+    """
+    from . import operate
+
+    try:
+        report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now, env=env,
+                               lease_seconds=lease, poll_seconds=poll, timeout=timeout,
+                               say=lambda line: click.echo(line))
+    except ValueError as exc:  # a bad RESCUE_FAULT spec
+        raise RescueError(str(exc)) from exc
+    ctx.exit(1 if report.problems else 0)
+
+
+@click.command()
+@click.argument("request_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@_now_option
+@click.pass_context
+def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime | None) -> None:
+    """Where each request is: state, reason, batches and flow runs (from git; Prefect not needed).
+
+    \b
+    Example:
+      rescue status
+      rescue status 2026-11-23-int-orders-hotfix
+      rescue status --format json
+    """
+    from . import operate
+    from .reporting.runs import STATUS_RENDERERS
+
+    report = operate.status(_config(ctx), Path.cwd(), request_id, now=now)
+    click.echo(STATUS_RENDERERS[fmt](report), nl=False)
+
+
+@click.command()
+@click.argument("request_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.pass_context
+def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
+    """The audit trail from the audit branch, newest last.
+
+    \b
+    Example:
+      rescue log
+      rescue log 2026-11-23-int-orders-hotfix --format json
+    """
+    from . import operate
+    from .reporting.runs import LOG_RENDERERS
+
+    click.echo(LOG_RENDERERS[fmt](operate.log(_config(ctx), Path.cwd(), request_id)), nl=False)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
+@click.option("--reason", required=True, help="Why it is safe to go on (recorded in the audit trail).")
+@_now_option
+@_env_option
+@click.pass_context
+def retry(ctx: click.Context, request_id: str, by: str, reason: str, now: datetime | None, env: str) -> None:
+    """Operator: reopen a failed or needs-operator request with the next attempt number.
+
+    Completed batches stay done; the next `rescue apply` re-validates the request and
+    submits its first unfinished batch as a new flow run (a new idempotency key).
+
+    \b
+    Example:
+      rescue retry 2026-11-23-int-orders-hotfix --reason "worker crash, warehouse checked"
+    """
+    from . import operate
+
+    event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env, now=now)
+    click.echo(f"{request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}")
+
+
+COMMANDS = (apply, status, log, retry)
+
+
+def register(group: click.Group) -> None:
+    """Add the runner's commands to the ``rescue`` group."""
+    for command in COMMANDS:
+        group.add_command(command)

@@ -322,6 +322,12 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     click.echo(f"Next: commit {shown} and open a pull request; CI comments the plan.")
 
 
+# The runner's commands (apply, status, log, retry) live in their own module.
+from .cli_runs import register as _register_runner_commands  # noqa: E402
+
+_register_runner_commands(cli)
+
+
 def _crash_log(exc: BaseException) -> Path:
     log_dir = Path(".rescue") / "logs"
     try:

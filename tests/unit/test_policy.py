@@ -118,3 +118,25 @@ def test_registry_is_consistent() -> None:
         assert "Bad" in rule.doc and "Good" in rule.doc and "```yaml" in rule.doc
     assert len({r.name for r in RULES.values()}) == len(RULES)
     assert list(RULES) == sorted(RULES)
+
+
+def test_policy_path_imports_no_dbt_prefect_or_git() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from rescue_runner.model import NodeInfo, ProjectGraph, Request\n"
+        "from rescue_runner.policies import PolicyContext, evaluate\n"
+        "from rescue_runner.policy import default_policy\n"
+        "n = NodeInfo('model.p.a', 'a', 'model', materialized='incremental')\n"
+        "g = ProjectGraph({n.unique_id: n}, {n.unique_id: ()}, 'x')\n"
+        "r = Request(id='r', path='r.yaml', version=1, reason='a long enough reason', requested_by='x',\n"
+        "            select=('a',), full_refresh=True)\n"
+        "now = datetime(2026, 1, 1, tzinfo=UTC)\n"
+        "evaluate(PolicyContext(r, frozenset(g.nodes), g, default_policy(), now))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dbt', 'prefect', 'git', 'click'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,34 @@
+"""Every command's --help ends with an example, for every command registered at test time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+import pytest
+
+from rescue_runner.cli import cli, main
+
+
+def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from commands(command, (*path, name))
+
+
+ALL = [(), *commands(cli)]
+
+
+def test_the_expected_commands_are_registered() -> None:
+    assert {"validate", "plan", "init", "new"} <= set(cli.commands)
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: " ".join(p) or "rescue")
+def test_help_shows_an_example(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example:" in out, out
+    example = out.split("Example:", 1)[1].splitlines()[1:]
+    expected = " ".join(("rescue", *path))
+    assert any(line.strip().startswith(expected) for line in example), out

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 # A path into a YAML document: ("batches", "max_models") or ("select", 0).
 DocPath = tuple[str | int, ...]
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a finding is. ``error`` blocks; ``warning`` and ``info`` do not."""
 
     ERROR = "error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import click
@@ -18,6 +19,7 @@ def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[s
 
 
 ALL = [(), *commands(cli)]
+EXAMPLE = re.compile(r"^\s*Examples?( \([^)\n]*\))?:", re.MULTILINE)  # "Example:", "Example (cron):"
 
 
 def test_the_expected_commands_are_registered() -> None:
@@ -28,7 +30,8 @@ def test_the_expected_commands_are_registered() -> None:
 def test_help_shows_an_example(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*path, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "Example:" in out, out
-    example = out.split("Example:", 1)[1].splitlines()[1:]
+    found = EXAMPLE.search(out)
+    assert found, out
+    example = out[found.end():].splitlines()[1:]
     expected = " ".join(("rescue", *path))
     assert any(line.strip().startswith(expected) for line in example), out

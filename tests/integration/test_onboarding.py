@@ -178,3 +178,23 @@ def test_new_interactive_through_a_pseudo_terminal(dbt_repo: Path) -> None:
     text = (dbt_repo / "rescues" / f"{TODAY}-int-orders.yaml").read_text()
     assert 'ticket: "DATA-1412"' in text and "max_models: 3" in text and "full_refresh" not in text
     assert main(["validate", f"rescues/{TODAY}-int-orders.yaml"]) == 0
+
+
+def _doc_commands(doc: str) -> list[list[str]]:
+    """The `rescue new ...` command lines of a Markdown page (backslash continuations joined)."""
+    import shlex
+
+    text = (REPO / "docs" / doc).read_text(encoding="utf-8").replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in text.splitlines() if line.startswith("rescue new ")]
+
+
+@pytest.mark.parametrize("doc", ["scenarios.md", "getting-started.md"])
+def test_documented_rescue_new_commands_write_valid_requests(
+        dbt_repo: Path, capsys: pytest.CaptureFixture[str], doc: str) -> None:
+    assert run(capsys, "init", "--timezone", "Europe/Berlin")[0] == 0
+    commands = [c for c in _doc_commands(doc) if "--yes" in c]
+    assert len(commands) >= 2
+    for args in commands:
+        code, out, err = run(capsys, *args)
+        assert code == 0, (args, out, err)
+    assert run(capsys, "validate")[0] == 0

@@ -35,3 +35,20 @@ def test_help_shows_an_example(path: tuple[str, ...], capsys: pytest.CaptureFixt
     example = out[found.end():].splitlines()[1:]
     expected = " ".join(("rescue", *path))
     assert any(line.strip().startswith(expected) for line in example), out
+
+
+def test_bash_completion_as_documented() -> None:
+    """docs/getting-started.md: eval "$(_RESCUE_COMPLETE=bash_source rescue)"."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rescue = str(Path(sys.executable).parent / "rescue")
+    source = subprocess.run([rescue], env={**os.environ, "_RESCUE_COMPLETE": "bash_source"},
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "complete -o nosort -F _rescue_completion rescue" in source
+    words = subprocess.run([rescue], env={**os.environ, "_RESCUE_COMPLETE": "bash_complete",
+                                          "COMP_WORDS": "rescue ne", "COMP_CWORD": "1"},
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "plain,new" in words.splitlines()

@@ -213,3 +213,20 @@ def test_validate_workflow_steps_treat_pull_request_files_as_data(tmp_path: Path
     assert "RR190" in report and "2026-11-23-int-orders" in report
     # The base checkout's own rescue.yaml (the trusted one) is what git holds at the base SHA.
     assert _git(base, "show", f"{base_sha}:rescue.yaml").count("reason_min_length: 10") == 1
+
+
+@pytest.mark.slow
+def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
+    """`rescue init` of an installed (non-editable) rescue-runner finds its templates."""
+    import zipfile
+
+    src = tmp_path / "src"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(src)], check=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", ".", "-w", str(tmp_path)],
+                          cwd=src, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    wheel = next(tmp_path.glob("rescue_runner-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    ci = [name for files in scaffold.CI_FILES.values() for name in files]
+    for rel in ("rescue.yaml", "rescues-README.md", *ci):
+        assert f"rescue_runner/templates/{rel}" in names, rel

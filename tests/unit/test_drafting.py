@@ -143,3 +143,14 @@ def test_init_plan_is_a_valid_configuration(tmp_path: Path) -> None:
     with pytest.raises(scaffold.RescueError, match="unknown time zone"):
         scaffold.plan_init(tmp_path, tmp_path / "dbt", ci=(), timezone="Mars/Base", branch="main",
                            pip_spec="x")
+
+
+def test_onboarding_modules_import_no_dbt_prefect_or_click() -> None:
+    """`rescue init`, the answer checks and notify stay fast: no heavy import, no click in the library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rescue_runner.notify, rescue_runner.drafting, rescue_runner.scaffold; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dbt', 'prefect', 'git', 'click'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -185,5 +185,6 @@ def next_steps(written: Sequence[str]) -> list[str]:
     if any(w.startswith(".gitlab/") for w in written):
         steps.append("GitLab: include .gitlab/rescue.gitlab-ci.yml from .gitlab-ci.yml and create the "
                      "*/10 pipeline schedule (see the comments at its top)")
-    steps.append("Deploy the Prefect side once: rescue deploy")
+    steps.append("Prefect: create the work pool, queue and dbt_rerun deployment once and start a worker "
+                 "(docs/getting-started.md, step 7)")
     return steps

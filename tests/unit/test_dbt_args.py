@@ -38,6 +38,8 @@ def test_build_args_full_shape() -> None:
 def test_build_args_flags() -> None:
     args = dbt_build_args(select=["a"], project_dir="/p", full_refresh=True, fast_test_edges=False)
     assert "--full-refresh" in args and "--use-fast-test-edges" not in args
+    assert "--no-write-json" not in args
+    assert dbt_build_args(select=["a"], project_dir="/p", write_json=False)[-1] == "--no-write-json"
     assert "--target" not in args and "--profiles-dir" not in args
 
 

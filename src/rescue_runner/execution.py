@@ -243,6 +243,7 @@ def submit_batch(
     event_time: EventTime | None = None,
     verify: Callable[[Sequence[str]], Collection[str]] | None = None,
     api_url: str | None = None,
+    manifest: Any = None,
 ) -> SubmittedRun:
     """Submit one batch as a flow run of ``dbt_rerun`` (or run it in-process without a server).
 
@@ -251,6 +252,9 @@ def submit_batch(
     exactly its models. After a server submit, the returned run must belong to the
     deployment and carry the asked parameters: Prefect scopes idempotency keys per
     flow and returns the earlier run, even another deployment's, on reuse.
+    ``manifest`` (embedded mode only): the dbt Manifest the caller parsed from
+    ``config.dbt.project_dir`` with the same profiles dir and target (e.g.
+    ``DbtProject.manifest`` used for planning); the flow then does not parse again.
     """
     if attempt < 1:
         raise RescueError(f"attempt must be >= 1, got {attempt}")
@@ -261,7 +265,7 @@ def submit_batch(
     name = run_name(request_id, batch.index)
     url = api_url or prefect_api_url()
     if url is None:
-        return _run_embedded(config, request_id, content_hash, batch, attempt, params, name)
+        return _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest)
 
     p = config.prefect
     dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
@@ -319,15 +323,31 @@ def embedded_prefect_home(config: Config) -> Path:
     return Path(env) if env else config.root / ".rescue" / "prefect"
 
 
-def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
-                  attempt: int, params: Mapping[str, Any], name: str) -> SubmittedRun:
+def warm_up(config: Config, *, api_url: str | None = None) -> None:
+    """Embedded mode: start Prefect's temporary local server in the background now.
+
+    Call it first thing in ``rescue apply``: the server's 5-10 s start-up then overlaps
+    with validation and planning instead of delaying the first batch. No-op with a server.
+    """
+    if (api_url or prefect_api_url()) is not None:
+        return
+    prefect_api.start_temporary_server(_embedded_home(config))
+
+
+def _embedded_home(config: Config) -> Path:
     home = embedded_prefect_home(config)
     home.mkdir(parents=True, exist_ok=True)
     # Before the first prefect import, so settings and the temporary server see it.
     os.environ.setdefault("PREFECT_HOME", str(home))
+    return home
+
+
+def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
+                  attempt: int, params: Mapping[str, Any], name: str, manifest: Any) -> SubmittedRun:
+    home = _embedded_home(config)
     key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
     run = prefect_api.run_in_process({**deployment_parameters(config), **params}, name=name,
-                                     tags=[run_tag(request_id)], prefect_home=home)
+                                     tags=[run_tag(request_id)], prefect_home=home, manifest=manifest)
     return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
                         parameters=params, state=run.state_type, message=run.state_message,
                         artifacts_dir=str(_storage(config) / run.id))

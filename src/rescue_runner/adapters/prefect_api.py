@@ -10,6 +10,7 @@ server. Calls retry on the SQLite server's "database is locked" and on 503.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -342,15 +343,11 @@ def _run_info(run: Any) -> FlowRunInfo:
     )
 
 
-def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
-                   prefect_home: Path) -> FlowRunInfo:
-    """Run ``transform_and_catalog`` in this process against Prefect's temporary local API.
+_warm_up: threading.Thread | None = None
 
-    ``PREFECT_API_URL`` is ignored for the call and ephemeral mode is switched on, with
-    state in ``prefect_home``. Returns the final run; a failed dbt build is a FAILED
-    state, not an exception.
-    """
-    from prefect import tags as prefect_tags
+
+@contextlib.contextmanager
+def _embedded_settings(prefect_home: Path) -> Iterator[None]:
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_HOME,
@@ -358,11 +355,57 @@ def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[s
         temporary_settings,
     )
 
-    from ..flows.transform_and_catalog import transform_and_catalog
-
     settings = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
-    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}), prefect_tags(*tags):
-        state = transform_and_catalog.with_options(flow_run_name=name)(**parameters, return_state=True)
+    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+def start_temporary_server(prefect_home: Path) -> None:
+    """Start Prefect's temporary local server in a background thread (embedded mode).
+
+    The server takes 5-10 s to come up; started before planning, that time overlaps
+    with the planner's own dbt parse. ``run_in_process`` waits for it. Once per process.
+    """
+    global _warm_up
+    if _warm_up is not None:
+        return
+
+    def start() -> None:
+        with contextlib.suppress(Exception), _embedded_settings(prefect_home):
+            # Errors surface again, with context, when the flow itself needs the server.
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().start()
+
+    _warm_up = threading.Thread(target=start, name="rescue-prefect-warm-up", daemon=True)
+    _warm_up.start()
+
+
+def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
+                   prefect_home: Path, manifest: Any = None) -> FlowRunInfo:
+    """Run ``transform_and_catalog`` in this process against Prefect's temporary local API.
+
+    ``PREFECT_API_URL`` is ignored for the call and ephemeral mode is switched on, with
+    state in ``prefect_home``. ``manifest``: a dbt Manifest this process already parsed
+    for the same project, profiles dir and target (the flow then skips its parse).
+    Returns the final run; a failed dbt build is a FAILED state, not an exception.
+    """
+    from prefect import tags as prefect_tags
+
+    from ..flows.transform_and_catalog import PRELOADED_MANIFEST, manifest_key, transform_and_catalog
+
+    if _warm_up is not None:
+        _warm_up.join()
+    preload = None
+    if manifest is not None and parameters.get("dbt_project_path"):
+        preload = (manifest_key(parameters["dbt_project_path"], parameters.get("profiles_dir"),
+                                parameters.get("target")), manifest)
+    token = PRELOADED_MANIFEST.set(preload)
+    try:
+        with _embedded_settings(prefect_home), prefect_tags(*tags):
+            state = transform_and_catalog.with_options(flow_run_name=name)(**parameters, return_state=True)
+    finally:
+        PRELOADED_MANIFEST.reset(token)
     return FlowRunInfo(
         id=str(state.state_details.flow_run_id), name=name, deployment_id=None,
         parameters=dict(parameters), tags=tuple(tags), state_type=state.type.value,

@@ -130,6 +130,35 @@ def deployed(prefect_server: PrefectServer, prefect_worker: PrefectWorker, confi
     return first, second
 
 
+# ---- selectors -----------------------------------------------------------------------------
+
+def test_batch_selectors_select_exactly_each_model(graph: ProjectGraph, dbt_project: DbtProject) -> None:
+    """Differential: dbt's own selector code picks exactly the node each selector was made for."""
+    models = sorted(u for u, n in graph.nodes.items() if n.resource_type == "model")
+    assert len(models) >= 10
+    for uid in models:
+        assert dbt_project.select(execution.batch_selectors([uid], graph)) == {uid}
+    assert dbt_project.select(execution.batch_selectors(models, graph)) == set(models)
+
+
+def test_fast_cycle_check_still_finds_cycles() -> None:
+    from dbt.compilation import Linker
+
+    from rescue_runner.flows.transform_and_catalog import fast_cycle_check
+
+    original = Linker.find_cycles
+    linker = Linker()
+    for a, b in (("a", "b"), ("b", "c")):
+        linker.dependency(b, a)
+    with fast_cycle_check():
+        assert Linker.find_cycles is not original
+        assert linker.find_cycles() is None
+        linker.dependency("a", "c")
+        assert linker.find_cycles() == original(linker)
+        assert linker.find_cycles() is not None
+    assert Linker.find_cycles is original
+
+
 # ---- deploy --------------------------------------------------------------------------------
 
 def test_deploy_twice_is_idempotent(deployed: tuple[execution.DeployReport, execution.DeployReport],

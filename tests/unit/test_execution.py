@@ -1,0 +1,111 @@
+"""execution: the pure parts (selectors for a batch, keys, names, parameters, embedded defaults)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rescue_runner import execution
+from rescue_runner.config import config_from_data
+from rescue_runner.errors import RescueError
+from rescue_runner.model import EventTime, NodeInfo, PlannedBatch, ProjectGraph
+
+
+def _graph(*nodes: tuple[str, str]) -> ProjectGraph:
+    infos = {uid: NodeInfo(uid, uid.split(".")[2], uid.split(".")[0], original_file_path=path)
+             for uid, path in nodes}
+    return ProjectGraph(nodes=infos, parents={uid: () for uid in infos}, identity="sha256:x")
+
+
+GRAPH = _graph(("model.lh.int_orders", "models/intermediate/int_orders.sql"),
+               ("model.lh.mart_revenue", "models/marts/mart_revenue.sql"),
+               ("seed.lh.raw_orders", "seeds/raw_orders.csv"),
+               ("model.other.int_orders", "models/int_orders.sql"),
+               ("snapshot.lh.snap_a", "snapshots/snaps.yml"),
+               ("snapshot.lh.snap_b", "snapshots/snaps.yml"),
+               ("model.lh.weird", "models/we ird.sql"),
+               ("model.lh.globby", "models/x[1].sql"))
+
+
+def test_batch_selectors_are_file_and_package_intersections() -> None:
+    assert execution.batch_selectors(
+        ["model.lh.int_orders", "seed.lh.raw_orders", "model.other.int_orders"], GRAPH) == (
+        "path:models/intermediate/int_orders.sql,package:lh",
+        "path:seeds/raw_orders.csv,package:lh",
+        "path:models/int_orders.sql,package:other",
+    )
+
+
+@pytest.mark.parametrize("uid, message", [
+    ("model.lh.missing", "not a selectable node"),
+    ("snapshot.lh.snap_a", "also defines snapshot.lh.snap_b"),
+    ("model.lh.weird", "allowlist"),
+    ("model.lh.globby", "cannot be used as an exact selector"),
+])
+def test_batch_selectors_refuse_what_they_cannot_select_exactly(uid: str, message: str) -> None:
+    with pytest.raises(RescueError, match=message):
+        execution.batch_selectors([uid], GRAPH)
+
+
+def test_idempotency_key_covers_every_component() -> None:
+    base = ("dep", "req", "sha256:abc", 1, 1)
+    key = execution.idempotency_key(*base)
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert execution.idempotency_key(*base) == key
+    for i in range(len(base)):
+        changed = list(base)
+        changed[i] = changed[i] + 1 if isinstance(changed[i], int) else f"{changed[i]}x"
+        assert execution.idempotency_key(*changed) != key  # type: ignore[arg-type]
+    # No ambiguity from concatenation: ("ab", "c") is not ("a", "bc").
+    assert execution.idempotency_key("ab", "c", "h", 1, 1) != execution.idempotency_key("a", "bc", "h", 1, 1)
+
+
+def test_names_tags_and_urls() -> None:
+    assert execution.run_name("2026-11-23-hotfix", 2) == "2026-11-23-hotfix-batch-2"
+    assert execution.run_tag("2026-11-23-hotfix") == "rescue:2026-11-23-hotfix"
+    assert execution.ui_url("http://127.0.0.1:4200/api/", "abc") == "http://127.0.0.1:4200/runs/flow-run/abc"
+    assert execution.prefect_api_url({"PREFECT_API_URL": "  "}) is None
+    assert execution.prefect_api_url({"PREFECT_API_URL": "http://h/api"}) == "http://h/api"
+
+
+def test_batch_parameters() -> None:
+    batch = PlannedBatch(1, ("model.lh.int_orders",), True, 3.0)
+    sel = execution.batch_selectors(batch.models, GRAPH)
+    assert execution.batch_parameters(batch, sel) == {
+        "dbt_selects": {"select": "path:models/intermediate/int_orders.sql,package:lh"},
+        "full_refresh": True, "event_time_start": None, "event_time_end": None}
+    cet = timezone(timedelta(hours=1))
+    window = EventTime(datetime(2026, 3, 1, 1, tzinfo=cet), datetime(2026, 4, 1, tzinfo=UTC))
+    light = PlannedBatch(1, batch.models, False, 3.0)
+    params = execution.batch_parameters(light, sel, window)
+    assert params["event_time_start"] == "2026-03-01T00:00:00+00:00"
+    assert params["event_time_end"] == "2026-04-01T00:00:00+00:00"
+    with pytest.raises(RescueError, match="replace whole microbatch tables"):
+        execution.batch_parameters(batch, sel, window)
+
+
+def test_deployment_parameters_and_embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config_from_data(tmp_path, {"dbt": {"project_dir": "proj", "target": "prod"}})
+    params = execution.deployment_parameters(cfg)
+    assert params == {"dbt_project_path": str((tmp_path / "proj").resolve()),
+                      "profiles_dir": str((tmp_path / "proj").resolve()), "target": "prod",
+                      "run_results_storage_path": str((tmp_path / ".rescue" / "runs").resolve())}
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    assert execution.embedded_prefect_home(cfg) == tmp_path / ".rescue" / "prefect"
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "elsewhere"))
+    assert execution.embedded_prefect_home(cfg) == tmp_path / "elsewhere"
+
+
+def test_embedded_mode_has_no_queue_to_wait_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    decision = execution.contention(config_from_data(tmp_path, {}), heavy=True)
+    assert decision.go and decision.summary.startswith("go: embedded mode")
+
+
+def test_attempts_start_at_one(tmp_path: Path) -> None:
+    with pytest.raises(RescueError, match="attempt"):
+        execution.submit_batch(config_from_data(tmp_path, {}), "r", "h",
+                               PlannedBatch(1, ("model.lh.int_orders",), False, 1.0), 0, GRAPH)

@@ -82,7 +82,10 @@ def render_github(report: ValidationReport) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Request text is untrusted: no HTML, no @mentions, no table breaks in the PR comment."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("@", "@\u200b")  # a zero-width space after @ keeps GitHub from pinging
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _markdown_request(r: RequestReport, report: ValidationReport) -> list[str]:

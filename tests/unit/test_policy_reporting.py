@@ -31,12 +31,12 @@ def report(*, config: list[Finding] | None = None) -> ValidationReport:
 def test_markdown_says_which_findings_block_and_lists_overrides() -> None:
     md = render_markdown(report())
     assert "| | Code | Where | Blocks | Message |" in md
-    assert "| ⚠️ | RR301 | `rescues/r.yaml:5` | no: overridden by @lead |" in md
+    assert "| ⚠️ | RR301 | `rescues/r.yaml:5` | no: overridden by @\u200blead |" in md
     assert "| ❌ | RR214 | `rescues/r.yaml:4` | yes (soft: an approver may override) |" in md
     assert "| ❌ | RR210 | `rescues/r.yaml:5` | yes (hard) |" in md
     assert "| ⚠️ | RR212 | `rescues/r.yaml:4` | no |" in md
     assert "| ⚠️ | RR205 | `rescues/r.yaml:4` | no |" in md
-    assert "**Overrides recorded**" in md and "- RR301 approved by @lead: Month-end close." in md
+    assert "**Overrides recorded**" in md and "- RR301 approved by @\u200blead: Month-end close." in md
     assert "### Configuration" not in md
 
 

@@ -445,6 +445,7 @@ def test_embedded_mode_runs_the_batch_in_process(
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.setenv("LAKEHOUSE_DB", str(example_copy.db_path))
     cfg = _config(example_copy)
+    execution.warm_up(cfg)  # as `rescue apply` does before planning
     _insert_new_order(example_copy)
 
     run = execution.submit_batch(cfg, "req-embedded", "sha256:e", BATCH_1, 1, graph)
@@ -455,6 +456,14 @@ def test_embedded_mode_runs_the_batch_in_process(
     out = Path(str(run.artifacts_dir))
     assert {p.name for p in out.iterdir()} == {"run_results.json", "catalog.json", "summary.json"}
     assert execution.contention(cfg, heavy=True).go
+
+    # The planner's parsed manifest is reused: the flow does not parse again.
+    planned = DbtProject.from_project(cfg.dbt.project_dir, cfg.dbt.profiles_dir, cfg.dbt.target)
+    again = execution.submit_batch(cfg, "req-embedded", "sha256:e", SMALL_BATCH, 1, planned.graph(),
+                                   manifest=planned.manifest)
+    assert again.state == "COMPLETED", again.message
+    summary = json.loads((Path(str(again.artifacts_dir)) / "summary.json").read_text())
+    assert summary["manifest"].startswith("preloaded") and summary["seconds"]["parse"] == 0.0
 
 
 def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: Path,

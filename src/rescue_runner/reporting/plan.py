@@ -9,6 +9,8 @@ from ..planner import plan_to_json
 
 
 def _duration(seconds: float) -> str:
+    if 0 < seconds < 10:
+        return f"{seconds:.1f}s"  # the example's models take fractions of a second
     s = round(seconds)
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)

@@ -12,6 +12,16 @@ from typing import Any
 DocPath = tuple[str | int, ...]
 
 
+def nearest_line(lines: Mapping[DocPath, int], doc_path: DocPath) -> int | None:
+    """The line recorded for ``doc_path``, or for its nearest ancestor; None when none is."""
+    p = tuple(doc_path)
+    while p not in lines:
+        if not p:
+            return None
+        p = p[:-1]
+    return lines[p]
+
+
 class Severity(StrEnum):
     """How bad a finding is. ``error`` blocks; ``warning`` and ``info`` do not."""
 
@@ -63,13 +73,7 @@ class RawDocument:
 
     def line_of(self, doc_path: DocPath) -> int | None:
         """The line of ``doc_path``, or of its nearest ancestor that has one."""
-        p = tuple(doc_path)
-        while True:
-            if p in self.lines:
-                return self.lines[p]
-            if not p:
-                return None
-            p = p[:-1]
+        return nearest_line(self.lines, doc_path)
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,7 @@ class Request:
 
     def line_of(self, *doc_path: str | int) -> int | None:
         """The line of a field in the request file (nearest ancestor if absent)."""
-        p: DocPath = tuple(doc_path)
-        while True:
-            if p in self.lines:
-                return self.lines[p]
-            if not p:
-                return None
-            p = p[:-1]
+        return nearest_line(self.lines, doc_path)
 
 
 @dataclass(frozen=True)

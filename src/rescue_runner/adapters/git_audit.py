@@ -281,10 +281,10 @@ class GitAuditStore:
                 except AuditError:
                     self.unreadable.append(path)
                     continue
-                if ev.path != path:
-                    self.unreadable.append(path)  # a file renamed or copied by hand
-                    continue
                 self._cache[sha] = ev
+            if ev.path != path:
+                self.unreadable.append(path)  # a file renamed or copied by hand
+                continue
             events.append(ev)
         return events
 

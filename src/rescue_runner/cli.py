@@ -328,6 +328,57 @@ from .cli_runs import register as _register_runner_commands  # noqa: E402
 _register_runner_commands(cli)
 
 
+def _job_env(values: tuple[str, ...]) -> dict[str, str]:
+    import os
+
+    env: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not name.isidentifier():
+            raise RescueError(f"--env {item!r}: expected NAME or NAME=VALUE")
+        if not sep:
+            if name not in os.environ:
+                raise RescueError(f"--env {name}: not set in this environment",
+                                  hint=f"export {name}=... first, or pass --env {name}=VALUE")
+            value = os.environ[name]
+        env[name] = value
+    return env
+
+
+@cli.command()
+@click.option("--env", "env", multiple=True, metavar="NAME[=VALUE]",
+              help="Environment for the worker's flow runs (NAME alone copies it from here), "
+                   "e.g. the warehouse path or profile secrets. Repeatable.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.pass_context
+def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str) -> None:
+    """Create or update the work pool, the `dbt` queue and the `dbt_rerun` deployment.
+
+    Idempotent: run it after every change to rescue.yaml's prefect section. Needs
+    PREFECT_API_URL; without a server, batches run in-process and need no deployment.
+
+    \b
+    Example:
+      export PREFECT_API_URL=http://127.0.0.1:4200/api
+      rescue deploy --env LAKEHOUSE_DB
+    """
+    import json
+
+    from . import execution
+    from .config import load_config
+
+    cfg = load_config(ctx.obj.get("config"))
+    job_env = _job_env(env)
+    report = execution.deploy(cfg, job_variables={"env": job_env} if job_env else None)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for note in report.notes:
+        click.echo(note)
+    click.echo(f"deployment {report.deployment} ({report.deployment_id}) on "
+               f"{report.work_pool}/{report.work_queue}, {report.queue_concurrency} slot(s)")
+
+
 def _crash_log(exc: BaseException) -> Path:
     log_dir = Path(".rescue") / "logs"
     try:

@@ -181,6 +181,35 @@ def test_deploy_twice_is_idempotent(deployed: tuple[execution.DeployReport, exec
     assert ours[0].parameters["target"] == "dev"
 
 
+def test_cli_deploy_is_the_same_idempotent_deploy(
+        deployed: tuple[execution.DeployReport, execution.DeployReport], prefect_server: PrefectServer,
+        lake: ExampleBuild, job_variables: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rescue deploy` from rescue.yaml updates the same deployment; --env NAME copies a value."""
+    from rescue_runner.cli import main
+
+    root = lake.project_dir.parent
+    cfg = tmp_path / "rescue.yaml"
+    cfg.write_text(json.dumps({
+        "version": 1,
+        "dbt": {"project_dir": str(lake.project_dir), "profiles_dir": str(lake.profiles_dir), "target": "dev"},
+        "prefect": {"run_results_storage_path": str(root / "runs")},
+    }), encoding="utf-8")
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server.api_url)
+    monkeypatch.setenv("LAKEHOUSE_DB", job_variables["env"]["LAKEHOUSE_DB"])
+    args = ["--config", str(cfg), "deploy", "--format", "json", "--env", "LAKEHOUSE_DB",
+            *[f"--env={k}={v}" for k, v in job_variables["env"].items() if k != "LAKEHOUSE_DB"]]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["deployment_id"] == str(deployed[0].deployment_id)
+    with _client(prefect_server.api_url) as client:
+        dep = client.read_deployment(deployed[0].deployment_id)
+    assert dep.job_variables["env"]["LAKEHOUSE_DB"] == str(lake.db_path)
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    assert main(["--config", str(cfg), "deploy", "--env", "NOT_SET_ANYWHERE"]) == 2
+    assert "not set in this environment" in capsys.readouterr().err
+
+
 # ---- two batches on the worker -------------------------------------------------------------
 
 def test_two_batches_run_on_worker_and_batch_2_fails_on_its_test(

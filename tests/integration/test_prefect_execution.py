@@ -192,7 +192,8 @@ def test_cli_deploy_is_the_same_idempotent_deploy(
     cfg = tmp_path / "rescue.yaml"
     cfg.write_text(json.dumps({
         "version": 1,
-        "dbt": {"project_dir": str(lake.project_dir), "profiles_dir": str(lake.profiles_dir), "target": "dev"},
+        "dbt": {"project_dir": str(lake.project_dir), "profiles_dir": str(lake.profiles_dir),
+                "target": "dev"},
         "prefect": {"run_results_storage_path": str(root / "runs")},
     }), encoding="utf-8")
     monkeypatch.setenv("PREFECT_API_URL", prefect_server.api_url)

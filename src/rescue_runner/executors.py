@@ -30,6 +30,7 @@ class ServerExecutor:
     """Batches become flow runs of the deployment on the server at ``api_url``."""
 
     mode = execution.SERVER
+    lookup_before_submit = True  # a REST call; also catches a submit whose record was lost
 
     def __init__(self, config: Config, api_url: str) -> None:
         self.config, self.api_url = config, api_url
@@ -100,6 +101,10 @@ class EmbeddedExecutor:
     """
 
     mode = execution.EMBEDDED
+    # Embedded runs happen inside the lock holder, which records them before it lets go: one can
+    # only exist unrecorded after a crash, and then the runner looks anyway (recovering). Asking
+    # the local database on every submission would start Prefect's temporary server each time.
+    lookup_before_submit = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -120,7 +125,8 @@ class EmbeddedExecutor:
         ctx = validation.context
         sub = execution.submit_batch(
             self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
-            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None)
+            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
+            manifest=_parsed_manifest(ctx.dbt))
         counts, failed = summary_counts(self.config, sub.flow_run_id)
         return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
                        idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
@@ -162,6 +168,12 @@ def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int],
     counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
     failed = tuple(str(f.get("unique_id")) for f in data.get("failed") or () if isinstance(f, dict))
     return counts, failed[:MAX_FAILED_NODES]
+
+
+def _parsed_manifest(dbt: Any) -> Any:
+    """The manifest validation parsed from the configured project (the flow then skips its own
+    parse); None when validation read a manifest artifact, which may not be this project."""
+    return dbt.manifest if str(getattr(dbt, "source", "")).startswith("project") else None
 
 
 def _planned(batch: PlanBatch) -> PlannedBatch:

@@ -70,9 +70,14 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
     lock = GitLock(w.remote, env, now=clock.now, lease_seconds=lease_seconds, holder=holder)
 
     def make_validator() -> Any:
+        from . import execution
         from .approvals import DbtValidator
 
-        return DbtValidator(w.source.config())
+        cfg = w.source.config()
+        if not dry_run:
+            # Embedded mode: Prefect's temporary server starts in the background while dbt parses.
+            execution.warm_up(cfg)
+        return DbtValidator(cfg)
 
     def make_executor() -> Any:
         from .executors import make_executor as pick

@@ -114,6 +114,7 @@ class View:
     contention: Any = None  # contention.Decision for the next batch
     queue_blocked: str | None = None  # an earlier request in the order waits for queue slots
     recovering: bool = False  # the previous runner died holding the lock: look for its runs first
+    lookup: bool = True  # look for an existing run before every submission (cheap on a server)
 
 
 # ---- steps ---------------------------------------------------------------------------------
@@ -331,9 +332,9 @@ def next_step(v: View) -> Step:
         return Wait(audit.QUEUE_BUSY, v.queue_blocked, nxt.index)
 
     # 12. A run of this batch may exist already (a runner died before recording it): adopt it.
-    if v.found is NOT_ASKED:
+    if v.found is NOT_ASKED and (v.lookup or v.recovering):
         return Lookup(nxt, s.attempt)
-    if v.found is not None:
+    if v.found is not NOT_ASKED and v.found is not None:
         return Adopt(nxt, s.attempt, v.found)
 
     # 13. Room in the queue.

@@ -72,6 +72,7 @@ class Executor(Protocol):
     """Runs batches: on a Prefect server (``server``) or in this process (``embedded``)."""
 
     mode: str
+    lookup_before_submit: bool  # False: runs can only exist unrecorded after a crash (embedded)
 
     def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None: ...
     def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
@@ -161,6 +162,7 @@ class Runner:
         self._event_id = event_id or (lambda: uuid.uuid4().hex[:12])
         self.dry_run = False
         self.report = ApplyReport("nothing")
+        self._unrecorded = False  # a run may exist whose batch_submitted event is not pushed yet
 
     # -- entry point --
 
@@ -182,6 +184,7 @@ class Runner:
                 self.say(f"busy: {got.message}")
                 return self.report
             recovering = got.recovered
+            self._unrecorded = recovering  # until a pass completes, the dead runner's runs may be unrecorded
             if recovering:
                 self.say(f"lock: {got.message}")
             self.fault("after_lock")
@@ -193,7 +196,7 @@ class Runner:
                     self.store.refresh()  # under the lock: the state may have moved since the first read
                 first = False
                 result = self._pass(recovering)
-                recovering = False
+                recovering = self._unrecorded = False
                 self.report.passes += 1
                 self.report.status = "done"
                 if not wait or dry_run or not result.active:
@@ -208,7 +211,10 @@ class Runner:
                 self.clock.sleep(pause)
                 self.lock.renew()
         except BaseException as exc:
-            if not dry_run and not _is_crash(exc):
+            # A run submitted (by us, or by the dead runner we took over from) but not recorded must
+            # be found by the next runner: keep the lock, so that runner takes it over as from a dead
+            # one and looks for runs before anything else.
+            if not dry_run and not _is_crash(exc) and not self._unrecorded:
                 self.lock.release()
             raise
         if not dry_run:
@@ -253,7 +259,7 @@ class Runner:
                  queue_blocked: str | None) -> _Advance:
         rid = state.request_id
         view = View(state=state, approved=approved, now=self.clock.now(), recovering=recovering,
-                    queue_blocked=queue_blocked)
+                    queue_blocked=queue_blocked, lookup=self._lookup_before_submit)
         for _ in range(MAX_STEPS):
             step = reconcile.next_step(view)
             # Questions: answer and ask again.
@@ -305,10 +311,12 @@ class Runner:
                 self.lock.renew()
                 self.fault("before_submit")
                 assert approved is not None and view.validation is not None
+                self._unrecorded = True
                 run = self.executor.submit(approved, view.validation, view.state, step.batch, step.attempt)
                 self.fault("after_submit_before_audit")
                 view = self._record(view, audit.BATCH_SUBMITTED,
                                     _submitted_fields(step.batch, step.attempt, run, adopted=False))
+                self._unrecorded = False
                 where = f" {run.url}" if run.url else ""
                 self._note(rid, "submitted", f"batch {step.batch.index}/{n} submitted: flow run "
                                              f"{run.flow_run_id}{where}",
@@ -368,6 +376,10 @@ class Runner:
         if self._validator is None:
             self._validator = self._make_validator()
         return self._validator
+
+    @property
+    def _lookup_before_submit(self) -> bool:
+        return bool(getattr(self.executor, "lookup_before_submit", True))
 
     @property
     def executor(self) -> Executor:

@@ -18,6 +18,7 @@ from typing import Any
 from rescue_runner import audit
 from rescue_runner.audit import AuditEvent, BatchRecord, PlanBatch, RequestState
 from rescue_runner.contention import Decision
+from rescue_runner.errors import RescueError
 from rescue_runner.faults import Crash
 from rescue_runner.model import DailyWindow, Request, Window
 from rescue_runner.reconcile import MISSING, Approved, RunView, Validation
@@ -37,11 +38,18 @@ class ManualClock:
         self.t += timedelta(seconds=seconds)
 
 
-class FakeStore:
-    """``remote`` is the audit branch; each runner process has its own view of it."""
+class PushFailed(RescueError):
+    """The remote refused every push (e.g. it was down)."""
 
-    def __init__(self, remote: list[AuditEvent], fault: Any) -> None:
+
+class FakeStore:
+    """``remote`` is the audit branch; each runner process has its own view of it.
+    ``fail_pushes`` (shared) holds event types: the next push of an event of such a type fails
+    with an error (the remote is down), once per entry."""
+
+    def __init__(self, remote: list[AuditEvent], fault: Any, fail_pushes: list[str] | None = None) -> None:
         self.remote, self.fault = remote, fault
+        self.fail_pushes = fail_pushes if fail_pushes is not None else []
         self._view: list[AuditEvent] = []
 
     def refresh(self) -> None:
@@ -52,6 +60,9 @@ class FakeStore:
 
     def append(self, event: AuditEvent) -> None:
         self.fault("before_audit_push")
+        if event.type in self.fail_pushes:
+            self.fail_pushes.remove(event.type)
+            raise PushFailed("git push failed")
         self.remote.append(event)
         self._view.append(event)
         self.fault("after_audit_push")
@@ -168,6 +179,7 @@ class FakePrefect:
     audit: list[AuditEvent] = field(default_factory=list)  # to check order at submission
     clock: ManualClock | None = None
     created: int = 0
+    lookup_before_submit: bool = True  # False: as the embedded executor (lookups only when recovering)
 
 
 class FakeExecutor:
@@ -175,6 +187,7 @@ class FakeExecutor:
 
     def __init__(self, prefect: FakePrefect) -> None:
         self.p = prefect
+        self.lookup_before_submit = prefect.lookup_before_submit
 
     @staticmethod
     def key(state: RequestState, batch: PlanBatch, attempt: int) -> str:

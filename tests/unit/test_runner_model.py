@@ -25,6 +25,7 @@ from support.runner_fakes import (
     FakeValidator,
     LockState,
     ManualClock,
+    PushFailed,
     Spec,
     crash_at,
 )
@@ -37,13 +38,14 @@ OUTCOMES = ("COMPLETED", "COMPLETED", "COMPLETED", "FAILED", "CRASHED", "RUNNING
 
 
 class RunnerMachine(RuleBasedStateMachine):
-    @initialize()
-    def setup(self) -> None:
+    @initialize(lookup=st.booleans())
+    def setup(self, lookup: bool) -> None:
         self.clock = ManualClock()
         self.remote: list[audit.AuditEvent] = []
         self.lock = LockState()
         self.specs: dict[str, Spec] = {}
-        self.prefect = FakePrefect(audit=self.remote, clock=self.clock)
+        self.prefect = FakePrefect(audit=self.remote, clock=self.clock, lookup_before_submit=lookup)
+        self.fail_pushes: list[str] = []
         self.armed: Any = None
         self.crashes = 0
         self.ticks = 0
@@ -109,6 +111,10 @@ class RunnerMachine(RuleBasedStateMachine):
     def arm_crash(self, point: str, nth: int) -> None:
         self.armed = crash_at(point, nth)
 
+    @rule(event_type=st.sampled_from(audit.EVENT_TYPES))
+    def remote_down(self, event_type: str) -> None:
+        self.fail_pushes.append(event_type)  # the next push of such an event fails: the runner stops
+
     @rule()
     def tick(self) -> None:
         self._tick(self.armed or no_faults)
@@ -131,7 +137,7 @@ class RunnerMachine(RuleBasedStateMachine):
     def _tick(self, fault: Any) -> None:
         self.ticks += 1
         holder = f"runner-{self.ticks}"
-        store = FakeStore(self.remote, fault)
+        store = FakeStore(self.remote, fault, self.fail_pushes)
         runner = Runner(store=store, source=FakeSource(self.specs, self.clock),
                         lock=FakeLock(self.lock, holder, self.clock),
                         make_validator=lambda: FakeValidator(self.specs),
@@ -142,6 +148,8 @@ class RunnerMachine(RuleBasedStateMachine):
         except Crash:
             self.crashes += 1
             self.lock.alive = False  # the process is gone; its lock stays until taken over
+        except PushFailed:
+            self.lock.alive = False  # exited with an error; a lock it kept is taken over next time
         # A finished pass leaves no live holder behind.
         if self.lock.holder == holder and self.lock.alive:
             raise AssertionError("the runner kept the lock after its pass")
@@ -170,6 +178,7 @@ class RunnerMachine(RuleBasedStateMachine):
             return
         # Let the world settle: every run finishes, time moves past windows and pauses, no crashes.
         self.prefect.queue_busy = False
+        self.fail_pushes.clear()
         for _ in range(100):  # hour by hour, so a one-hour daily window is met every day
             for r in self.prefect.runs.values():
                 if r.state in ("SCHEDULED", "RUNNING"):
@@ -188,6 +197,6 @@ class RunnerMachine(RuleBasedStateMachine):
         assert audit.check_consistency(self.remote) == []
 
 
-RunnerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
+RunnerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestRunnerModel = RunnerMachine.TestCase

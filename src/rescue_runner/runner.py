@@ -163,6 +163,7 @@ class Runner:
         self.dry_run = False
         self.report = ApplyReport("nothing")
         self._unrecorded = False  # a run may exist whose batch_submitted event is not pushed yet
+        self._said: dict[str, str] = {}
 
     # -- entry point --
 
@@ -399,6 +400,9 @@ class Runner:
     def _note(self, rid: str, action: str, message: str, data: Mapping[str, Any] | None = None) -> None:
         prefix = "(dry run) " if self.dry_run and not message.startswith("would") else ""
         self.report.decisions.append(Decision(rid, action, message, dict(data or {})))
+        if action in ("waiting", "idle") and self._said.get(rid) == message:
+            return  # --wait: say it once, not on every pass
+        self._said[rid] = message
         self.say(f"{rid}: {prefix}{message}")
 
 

@@ -85,7 +85,8 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
         return pick(w.source.config())
 
     runner = Runner(store=w.store, source=w.source, lock=lock, make_validator=make_validator,
-                    make_executor=make_executor, clock=clock, fault=fault, say=say)
+                    make_executor=make_executor, clock=clock, fault=fault, say=say,
+                    heartbeat_seconds=min(30.0, lease_seconds / 6))
     return runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
 
 

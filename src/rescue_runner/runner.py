@@ -11,6 +11,7 @@ the tests drives this exact code with fakes, crashes included.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -151,7 +152,8 @@ class Runner:
     def __init__(self, *, store: AuditStore, source: Source, lock: Lock,
                  make_validator: Callable[[], Validator], make_executor: Callable[[], Executor],
                  clock: Clock | None = None, fault: FaultHook = no_faults,
-                 say: Callable[[str], None] | None = None, event_id: Callable[[], str] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, event_id: Callable[[], str] | None = None,
+                 heartbeat_seconds: float | None = None) -> None:
         self.store, self.source, self.lock = store, source, lock
         self._make_validator, self._make_executor = make_validator, make_executor
         self._validator: Validator | None = None
@@ -164,6 +166,12 @@ class Runner:
         self.report = ApplyReport("nothing")
         self._unrecorded = False  # a run may exist whose batch_submitted event is not pushed yet
         self._said: dict[str, str] = {}
+        # While the lock is held, a thread keeps its lease alive through long steps (a dbt parse of a
+        # big project, an embedded batch running in this process).
+        self.heartbeat_seconds = heartbeat_seconds
+        self._renewing = threading.Lock()
+        self._lost: BaseException | None = None
+        self._stop = threading.Event()
 
     # -- entry point --
 
@@ -190,6 +198,7 @@ class Runner:
                 self.say(f"lock: {got.message}")
             self.fault("after_lock")
         started = time.monotonic()
+        beat = self._start_heartbeat() if not dry_run else None
         try:
             first = True
             while True:
@@ -210,18 +219,53 @@ class Runner:
                 if result.wake is not None:
                     pause = min(pause, max(0.2, (result.wake - self.clock.now()).total_seconds()))
                 self.clock.sleep(pause)
-                self.lock.renew()
+                self._renew()
         except BaseException as exc:
+            self._stop_heartbeat(beat)
             # A run submitted (by us, or by the dead runner we took over from) but not recorded must
             # be found by the next runner: keep the lock, so that runner takes it over as from a dead
             # one and looks for runs before anything else.
             if not dry_run and not _is_crash(exc) and not self._unrecorded:
                 self.lock.release()
             raise
+        self._stop_heartbeat(beat)
         if not dry_run:
             self.fault("before_lock_release")
             self.lock.release()
         return self.report
+
+    # -- the lease --
+
+    def _renew(self) -> None:
+        """Renew the lock's lease if half of it is gone; raise if the heartbeat found it taken."""
+        if self._lost is not None:
+            raise self._lost
+        with self._renewing:
+            self.lock.renew()
+
+    def _start_heartbeat(self) -> threading.Thread | None:
+        if not self.heartbeat_seconds:
+            return None
+        self._stop.clear()
+        period = self.heartbeat_seconds
+
+        def beat() -> None:
+            while not self._stop.wait(period):
+                try:
+                    with self._renewing:
+                        self.lock.renew()
+                except Exception as exc:  # the main thread raises it at its next step
+                    self._lost = exc
+                    return
+
+        thread = threading.Thread(target=beat, name="rescue-lock-heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+    def _stop_heartbeat(self, thread: threading.Thread | None) -> None:
+        if thread is not None:
+            self._stop.set()
+            thread.join()
 
     # -- one pass --
 
@@ -309,7 +353,7 @@ class Runner:
                                               + (", heavy" if step.batch.heavy else "") + ")",
                                {"batch": step.batch.index})
                     return _Advance()
-                self.lock.renew()
+                self._renew()
                 self.fault("before_submit")
                 assert approved is not None and view.validation is not None
                 self._unrecorded = True
@@ -393,7 +437,7 @@ class Runner:
         event = AuditEvent(type=type_, request_id=s.request_id, at=self.clock.now(), seq=s.last_seq + 1,
                            event_id=self._event_id(), fields=dict(fields), runner=self.lock.holder)
         if not self.dry_run:
-            self.lock.renew()
+            self._renew()
             self.store.append(event)
         return replace(view, state=audit.apply_event(s, event))
 

@@ -358,9 +358,13 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
         return replace(s, status=str(f["outcome"]), outcome=str(f["outcome"]), reason=f.get("reason"),
                        finished_at=e.at, waiting_kind=None, waiting_batch=None, waiting_since=None)
     if e.type == OPERATOR_RETRY:
-        return replace(s, status="pending", outcome=None, reason=f.get("reason"),
-                       attempt=int(f.get("attempt") or s.attempt + 1), batches={}, finished_at=None,
-                       waiting_kind=None, waiting_batch=None, waiting_since=None)
+        s = replace(s, status="pending", outcome=None, reason=f.get("reason"),
+                    attempt=int(f.get("attempt") or s.attempt + 1), batches={}, finished_at=None,
+                    waiting_kind=None, waiting_batch=None, waiting_since=None)
+        if not s.started:
+            # Nothing ran yet: the operator accepts the request as it is now; it is validated afresh.
+            s = replace(s, fingerprint=None, content_hash=None, plan=(), pause_seconds=0.0)
+        return s
     return s
 
 

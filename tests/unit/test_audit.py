@@ -115,3 +115,11 @@ def test_operator_retry_reopens_with_the_next_attempt() -> None:
 def test_consistency_check_finds_lost_duplicated_and_misordered_events(mutate: object, problem: str) -> None:
     events = mutate(trail())  # type: ignore[operator]
     assert any(problem in p for p in audit.check_consistency(events)), audit.check_consistency(events)
+
+
+def test_a_retry_before_anything_ran_validates_the_request_afresh() -> None:
+    events = [trail()[0], ev(audit.REQUEST_FINISHED, 2, 1, outcome=audit.NEEDS_OPERATOR, reason="plan drift"),
+              ev(audit.OPERATOR_RETRY, 3, 2, attempt=2, by="ops", reason="the new selection is reviewed")]
+    s = audit.derive("r1", events)
+    assert not s.terminal and not s.validated and s.plan == () and s.attempt == 2
+    assert audit.check_consistency(events) == []

@@ -7,6 +7,7 @@ loaded once per runner, on the first request that needs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,11 @@ class DbtValidator:
     def __init__(self, config: Config, dbt: DbtProject | None = None) -> None:
         self.config = config
         self._dbt = dbt
+
+    @property
+    def dbt(self) -> DbtProject | None:
+        """The dbt project loaded so far (None before the first request that needed it)."""
+        return self._dbt
 
     def validate(self, approved: Approved, now: datetime) -> Validation:
         from .app import RequestReport, check_policies, load_estimates, make_plan, open_dbt
@@ -88,6 +94,26 @@ class DbtValidator:
             overrides=tuple(f"{f.code} approved by {f.override.approved_by}: {f.override.reason}"
                             for f in applied_overrides(report.findings) if f.override is not None),
             context=SubmitContext(request, graph, dbt))
+
+
+class BranchValidator:
+    """``DbtValidator`` with the protected branch's configuration as it is at each call.
+
+    ``rescue apply --wait`` may run for hours while someone merges a policy change; every
+    re-validation must judge by the branch as it is then. The loaded dbt project is kept while
+    the dbt settings stay the same.
+    """
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self._config = config
+        self._current: tuple[Config, DbtValidator] | None = None
+
+    def validate(self, approved: Approved, now: datetime) -> Validation:
+        cfg = self._config()
+        if self._current is None or self._current[0] is not cfg:
+            keep = self._current[1].dbt if self._current and self._current[0].dbt == cfg.dbt else None
+            self._current = (cfg, DbtValidator(cfg, keep))
+        return self._current[1].validate(approved, now)
 
 
 def _blocking(findings: list[Finding]) -> bool:

@@ -71,13 +71,12 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
 
     def make_validator() -> Any:
         from . import execution
-        from .approvals import DbtValidator
+        from .approvals import BranchValidator
 
-        cfg = w.source.config()
         if not dry_run:
             # Embedded mode: Prefect's temporary server starts in the background while dbt parses.
-            execution.warm_up(cfg)
-        return DbtValidator(cfg)
+            execution.warm_up(w.source.config())
+        return BranchValidator(w.source.config)
 
     def make_executor() -> Any:
         from .executors import make_executor as pick

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import socket
@@ -158,6 +159,10 @@ class GitRemote:
             kwargs["force_with_lease"] = f"{dst}:{lease}"
         if sha is not None:
             self._run("update-ref", tmp, sha)
+        # GitPython logs a warning for every rejected push; a rejection is an answer here, checked below.
+        quiet = logging.getLogger("git.remote")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             remote = self.repo.remote(self.name)
             try:
@@ -166,6 +171,7 @@ class GitRemote:
                 raise RescueError(f"git push to {self.name} failed: {_one_line(str(exc.stderr or exc))}",
                                   hint="check the remote URL and push rights") from exc
         finally:
+            quiet.setLevel(level)
             if sha is not None:
                 with contextlib.suppress(RescueError):
                     self._run("update-ref", "-d", tmp)

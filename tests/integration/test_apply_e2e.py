@@ -240,6 +240,11 @@ def test_heavy_full_refresh_waits_for_its_window_and_for_queue_slots_then_runs(
         assert re.search(rf"{rid}: waiting \(queue_busy\): wait: \d+/5 slots busy, rescue_e2e due in \d+ min"
                          r".*; needs \d+ free \(1 \+ \d+ reserved \+ 1 heavy\)", out), out
         assert runs_of(prefect_server, rid) == []
+        # A dry run shows the same decision and changes nothing.
+        recorded = len(repo.audit_events())
+        dry = tick(repo, night, "--dry-run")
+        assert f"{rid}: (dry run) queue for batch 1: wait: " in dry
+        assert len(repo.audit_events()) == recorded and runs_of(prefect_server, rid) == []
     finally:
         with client(prefect_server.api_url) as c:
             for run in nightly:

@@ -249,3 +249,28 @@ def test_status_and_log_need_only_git(repo: RescueRepo) -> None:
     text = repo.rescue("log", env=env).stdout
     assert "2026-11-23-gone  #1   cancelled (None/None batches): removed" in text
     assert repo.rescue("log", "nope", check=False).returncode == 2
+
+
+def test_expired_and_withdrawn_requests_are_closed_with_a_reason_without_dbt(repo: RescueRepo) -> None:
+    repo.merge_request("2026-11-01-old", {**REQUEST, "expires": "2026-11-10"})
+    repo.merge_request("2026-11-23-withdrawn", REQUEST)
+    # The runner saw the second one already (validated, waiting for its window) ...
+    s = store(repo.clone("writer"))
+    s.append(event("2026-11-23-withdrawn", 1, audit.REQUEST_VALIDATED, content_hash="sha256:x",
+                   fingerprint="sha256:f", batches=[{"index": 1, "models": ["model.lakehouse.stg_orders"]}]))
+    s.append(event("2026-11-23-withdrawn", 2, kind="window_closed", reason="window closed", batch=1))
+    # ... then its pull request was reverted.
+    repo.remove_request("2026-11-23-withdrawn")
+    script = ("import sys; from datetime import datetime; from pathlib import Path; "
+              "from rescue_runner import operate; "
+              "r = operate.apply(None, Path.cwd(), now=datetime.fromisoformat('2026-11-23T12:00:00+00:00'), "
+              "say=print); print('dbt' in sys.modules, 'prefect' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo.runner, env=repo.env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out[-1] == "False False"
+    assert "2026-11-01-old: expired: expired (RR103): the request expired at 2026-11-11 00:00 UTC" in out[0]
+    assert out[1] == "2026-11-23-withdrawn: cancelled: removed from the protected branch before it started"
+    finished = {e.request_id: e.fields["outcome"] for e in audit_events(repo.origin)
+                if e.type == audit.REQUEST_FINISHED}
+    assert finished == {"2026-11-01-old": "expired", "2026-11-23-withdrawn": "cancelled"}
+    assert repo.rescue("apply").stdout == "nothing to do: no approved request is pending\n"

@@ -200,3 +200,26 @@ class RunnerMachine(RuleBasedStateMachine):
 RunnerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestRunnerModel = RunnerMachine.TestCase
+
+
+def _one_tick(specs: dict[str, Spec], prefect: FakePrefect, remote: list[audit.AuditEvent],
+              clock: ManualClock) -> list[str]:
+    lines: list[str] = []
+    Runner(store=FakeStore(remote, no_faults), source=FakeSource(specs, clock),
+           lock=FakeLock(LockState(), "runner", clock), make_validator=lambda: FakeValidator(specs),
+           make_executor=lambda: FakeExecutor(prefect), clock=clock, say=lines.append).apply()
+    return lines
+
+
+def test_requests_go_by_priority_then_merge_order_and_keep_that_order_for_queue_slots() -> None:
+    clock, remote = ManualClock(), list[audit.AuditEvent]()
+    specs = {"a": Spec("a", 1, order=1), "b": Spec("b", 1, order=2, priority=5), "c": Spec("c", 1, order=3)}
+    prefect = FakePrefect(audit=remote, clock=clock, queue_busy=True)
+    lines = _one_tick(specs, prefect, remote, clock)
+    assert [line for line in lines if "waiting" in line] == [
+        "b: waiting (queue_busy): wait: 5/5 slots busy",
+        "a: waiting (queue_busy): queue order: b (earlier in the order) waits for queue slots",
+        "c: waiting (queue_busy): queue order: b (earlier in the order) waits for queue slots"]
+    prefect.queue_busy = False
+    _one_tick(specs, prefect, remote, clock)
+    assert [r.rid for r in sorted(prefect.runs.values(), key=lambda r: r.id)] == ["b", "a", "c"]

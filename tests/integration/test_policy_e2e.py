@@ -191,7 +191,8 @@ def test_markdown_shows_blocking_and_overrides(strict: tuple[Path, int, dict[str
                         "rescues/2026-11-23-rr210.yaml")
     assert code == 1
     assert "| ❌ | RR214 | `rescues/2026-11-23-rr214.yaml:5` | yes (soft: an approver may override) |" in out
-    assert "| ⚠️ | RR214 | `rescues/2026-11-23-rr214-overridden.yaml:5` | no: overridden by @\u200blead |" in out
+    assert ("| ⚠️ | RR214 | `rescues/2026-11-23-rr214-overridden.yaml:5` | "
+            "no: overridden by @\u200blead |") in out
     assert "| ❌ | RR210 | `rescues/2026-11-23-rr210.yaml:6` | yes (hard) |" in out
     assert "**Overrides recorded**" in out and "- RR214 approved by @\u200blead: Two small models." in out
     code, out = run_cli(root, "validate", "--format", "json", "--now", NOW,

@@ -8,6 +8,10 @@ The stable API (used by the runner):
   returns within a bounded time (``3 * settings.timeout_seconds`` at most): a broken webhook is
   logged as a warning and must not block or fail the runner.
 * ``waiting_too_long(settings, since, now) -> bool``: when a waiting request deserves an alert.
+* ``for_audit_event(settings, event_type, fields, state, at) -> NotifyEvent | None``: which
+  recorded runner events deserve an alert (request finished succeeded / failed / needs an
+  operator; a wait that has lasted ``waiting_too_long_minutes``). The runner calls it for every
+  event it pushes and hands the result to ``notify``.
 
 The webhook URL is a secret: it is read from the environment variable named in rescue.yaml
 (``notifications.webhook_url_env``) at call time and never logged or stored.
@@ -28,7 +32,7 @@ from typing import Any
 
 from .config import NOTIFY_EVENTS, NotificationSettings
 
-__all__ = ["EVENT_KINDS", "NotifyEvent", "build_payload", "notify", "waiting_too_long"]
+__all__ = ["EVENT_KINDS", "NotifyEvent", "build_payload", "for_audit_event", "notify", "waiting_too_long"]
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +190,31 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def for_audit_event(settings: NotificationSettings | None, event_type: str, fields: Mapping[str, Any],
+                    state: Any, at: datetime) -> NotifyEvent | None:
+    """The alert a recorded runner event deserves, or None.
+
+    ``state`` is the request's state after the event (``audit.RequestState``): its
+    ``outcome``, ``reason``, ``waiting_since`` and latest batch record give the details.
+    """
+    if settings is None:
+        return None
+    latest = max(getattr(state, "batches", {}).values(), key=lambda b: b.index, default=None)
+    plan = getattr(state, "plan", ())
+
+    def event(kind: str, state_name: str) -> NotifyEvent:
+        return NotifyEvent(kind=kind, request_id=str(state.request_id), state=state_name,
+                           detail=str(fields.get("reason") or ""),
+                           flow_run_id=getattr(latest, "flow_run_id", None),
+                           flow_run_url=getattr(latest, "url", None),
+                           batch=getattr(latest, "index", None), batches=len(plan) or None, at=at)
+
+    if event_type == "request_finished":
+        outcome = str(fields.get("outcome", ""))
+        return event(outcome, outcome) if outcome in ("succeeded", "failed", "needs_operator") else None
+    since = getattr(state, "waiting_since", None)
+    if event_type == "waiting" and since is not None and waiting_too_long(settings, since, at):
+        return event("waiting_too_long", "waiting")
+    return None

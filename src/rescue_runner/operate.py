@@ -83,9 +83,17 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
 
         return pick(w.source.config())
 
+    def alert(event: AuditEvent, state: RequestState) -> None:
+        from . import notify
+
+        note = notify.for_audit_event(w.config.notifications, event.type, event.fields, state, event.at)
+        if note is not None:
+            notify.notify(w.config.notifications, note)
+
     runner = Runner(store=w.store, source=w.source, lock=lock, make_validator=make_validator,
                     make_executor=make_executor, clock=clock, fault=fault, say=say,
-                    heartbeat_seconds=min(30.0, lease_seconds / 6))
+                    heartbeat_seconds=min(30.0, lease_seconds / 6),
+                    on_event=alert if w.config.notifications is not None else None)
     return runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
 
 

@@ -153,8 +153,10 @@ class Runner:
                  make_validator: Callable[[], Validator], make_executor: Callable[[], Executor],
                  clock: Clock | None = None, fault: FaultHook = no_faults,
                  say: Callable[[str], None] | None = None, event_id: Callable[[], str] | None = None,
-                 heartbeat_seconds: float | None = None) -> None:
+                 heartbeat_seconds: float | None = None,
+                 on_event: Callable[[AuditEvent, RequestState], None] | None = None) -> None:
         self.store, self.source, self.lock = store, source, lock
+        self.on_event = on_event  # e.g. notifications; called after an event is pushed, never fatal
         self._make_validator, self._make_executor = make_validator, make_executor
         self._validator: Validator | None = None
         self._executor: Executor | None = None
@@ -436,10 +438,16 @@ class Runner:
         s = view.state
         event = AuditEvent(type=type_, request_id=s.request_id, at=self.clock.now(), seq=s.last_seq + 1,
                            event_id=self._event_id(), fields=dict(fields), runner=self.lock.holder)
+        state = audit.apply_event(s, event)
         if not self.dry_run:
             self._renew()
             self.store.append(event)
-        return replace(view, state=audit.apply_event(s, event))
+            if self.on_event is not None:
+                try:
+                    self.on_event(event, state)
+                except Exception as exc:  # a hook (a webhook) must never stop the runner
+                    self.say(f"{s.request_id}: event hook failed: {type(exc).__name__}: {exc}")
+        return replace(view, state=state)
 
     def _note(self, rid: str, action: str, message: str, data: Mapping[str, Any] | None = None) -> None:
         prefix = "(dry run) " if self.dry_run and not message.startswith("would") else ""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 # Letters, digits and the characters of dbt's selector grammar (methods, graph
 # operators, intersections, globs). No quotes, spaces, `$`, `{`, `;` or `~`.
-_SAFE_SELECTOR = re.compile(r"^[A-Za-z0-9_.:+@,*?/=\[\]-]+$")
+SAFE_SELECTOR = re.compile(r"^[A-Za-z0-9_.:+@,*?/=\[\]-]+$")  # also used for requests (selection.py)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MAX_SELECTOR_LEN = 512
 
@@ -51,8 +51,8 @@ def check_selector(token: str) -> str:
         raise UnsafeDbtArgument(f"selector {token!r} starts with '-' (would be read as a dbt flag)")
     if len(token) > _MAX_SELECTOR_LEN:
         raise UnsafeDbtArgument(f"selector of {len(token)} characters is longer than {_MAX_SELECTOR_LEN}")
-    if not _SAFE_SELECTOR.match(token):
-        bad = "".join(sorted({c for c in token if not _SAFE_SELECTOR.match(c)}))
+    if not SAFE_SELECTOR.match(token):
+        bad = "".join(sorted({c for c in token if not SAFE_SELECTOR.match(c)}))
         raise UnsafeDbtArgument(f"selector {token!r} contains characters outside the allowlist: {bad!r}")
     for atom in token.split(","):
         method, sep, value = atom.lstrip("@+0123456789").partition(":")

@@ -10,7 +10,8 @@ silently. Codes:
 | RR203 | a character outside the selector alphabet (quotes, ``$``, ``;``, ``{``)  |
 | RR204 | a ``path:``/``file:`` selector that is absolute or leaves the project    |
 
-The selector alphabet is letters, digits and ``_ . : + @ , * ? / - = [ ] !``:
+The selector alphabet (``dbt_args.SAFE_SELECTOR``, the same one the flow enforces) is
+letters, digits and ``_ . : + @ , * ? / - = [ ]``:
 enough for names, fqn globs, methods, graph operators, intersections and
 ``config.meta.x:y`` values, and nothing a shell, Jinja or YAML would treat
 specially.
@@ -22,9 +23,9 @@ import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
+from .dbt_args import SAFE_SELECTOR as _ALLOWED
 from .model import Finding, Severity
 
-_ALLOWED = re.compile(r"^[A-Za-z0-9_.:+@,*?/\-=\[\]!]+$")
 _GRAPH_PREFIX = re.compile(r"^(@|\d*\+)")
 _GRAPH_SUFFIX = re.compile(r"\+\d*$")
 _PATH_METHODS = ("path", "file")

@@ -90,7 +90,7 @@ def load_estimates(config: Config, models: Sequence[str] = ()) -> tuple[Estimate
 
 def current_policy_hash(config: Config) -> str:
     """The hash of the effective policy, recorded in every plan fingerprint."""
-    from .policy import policy_from_config, policy_hash
+    from .policies import policy_from_config, policy_hash
 
     return policy_hash(policy_from_config(config.policy))
 
@@ -150,8 +150,7 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
 def check_policies(reports: Sequence[RequestReport], config: Config, graph: ProjectGraph | None,
                    estimates: Estimates, now: datetime) -> None:
     """Apply the policy rules to every decoded request (its resolved models, if dbt ran)."""
-    from .policies import PolicyContext, evaluate
-    from .policy import policy_from_config
+    from .policies import PolicyContext, evaluate, policy_from_config
 
     policy = policy_from_config(config.policy)
     graph = graph or ProjectGraph(nodes={}, parents={}, identity="")

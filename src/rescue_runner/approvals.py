@@ -48,8 +48,7 @@ class DbtValidator:
     def validate(self, approved: Approved, now: datetime) -> Validation:
         from .app import RequestReport, check_policies, load_estimates, make_plan, open_dbt
         from .loader import load_text
-        from .policies import PolicyContext, applied_overrides
-        from .policy import policy_from_config
+        from .policies import PolicyContext, applied_overrides, policy_from_config
         from .request import build_request
         from .resolve import resolve, safety_findings
         from .schema import REQUEST_SCHEMA, validate_against_schema

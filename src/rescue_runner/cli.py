@@ -262,7 +262,7 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
 
     from . import app, drafting
     from .discovery import display_path
-    from .policy import policy_from_config
+    from .policies import policy_from_config
     from .reporting.plan import render_plan_text
     from .reporting.validation import render_text
 

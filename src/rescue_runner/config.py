@@ -151,7 +151,8 @@ def parse_config_text(text: bytes | str, root: Path, display: str) -> tuple[Conf
     findings = findings + validate_against_schema(doc, "rescue-config.v1.json")
     if any(f.blocking for f in findings):
         return None, findings
-    from .policy import PolicyError, policy_from_config
+    from .policies import policy_from_config
+    from .policy import PolicyError
 
     try:  # what the schema cannot check (IANA zones, known rule codes), located at its line
         policy_from_config(doc.data.get("policy"))

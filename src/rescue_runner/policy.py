@@ -1,19 +1,18 @@
 """The `policy:` section of rescue.yaml as a typed, hashable value.
 
-``policy_from_config(mapping)`` turns the (schema-valid) mapping into a :class:`Policy` with
-every default filled in and every enforcement level resolved, or raises :class:`PolicyError`
-naming the offending key. ``policy_hash(policy)`` is the sha256 of its canonical JSON: two
-files that mean the same policy hash the same, and the hash goes into plan fingerprints.
-The settings are documented in docs/policy.md; the rules in docs/rules.md.
+Pure data: this module knows no rule. ``parse_policy(mapping, defaults)`` turns the
+(schema-valid) mapping into a :class:`Policy` with every default filled in and every
+enforcement level resolved against ``defaults`` (rule code -> default level), or raises
+:class:`PolicyError` naming the offending key. The rule registry lives in ``policies/``,
+which also offers ``policy_from_config`` (parse with the registry's defaults) and
+``policy_hash``. The settings are documented in docs/policy.md; the rules in docs/rules.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from typing import Any, Literal, cast
 
@@ -86,11 +85,11 @@ class Policy:
 
     def level(self, code: str) -> Level:
         """The enforcement level of rule ``code`` (its default unless the policy sets one)."""
-        if code in self.enforcement:
+        try:
             return self.enforcement[code]
-        from .policies import RULES
-
-        return RULES[code].level
+        except KeyError:
+            raise KeyError(f"unknown rule code {code!r}: build policies with policies.policy_from_config")\
+                from None
 
     def is_approver(self, who: str) -> bool:
         """Whether ``who`` is a policy approver (case-insensitive, a leading '@' optional)."""
@@ -132,31 +131,22 @@ class Policy:
         }
 
     def levels(self) -> dict[str, Level]:
-        """The level of every known rule (defaults resolved), by code."""
-        from .policies import RULES
+        """The level of every rule this policy knows (defaults resolved), by code."""
+        return {code: self.enforcement[code] for code in sorted(self.enforcement)}
 
-        return {code: self.level(code) for code in sorted({*RULES, *self.enforcement})}
-
-
-def policy_hash(policy: Policy) -> str:
-    """``sha256:`` of the policy's canonical JSON (sorted keys, no spaces, ASCII)."""
-    blob = json.dumps(policy.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+    def with_defaults(self, defaults: Mapping[str, Level]) -> Policy:
+        """This policy with ``defaults`` filled in for every rule it does not set."""
+        return replace(self, enforcement={**defaults, **self.enforcement})
 
 
-def default_policy() -> Policy:
-    """The policy of a rescue.yaml without a policy section."""
-    return policy_from_config({})
-
-
-def policy_from_config(data: Mapping[str, Any] | None) -> Policy:
+def parse_policy(data: Mapping[str, Any] | None, defaults: Mapping[str, Level]) -> Policy:
     """A Policy from the ``policy`` mapping of rescue.yaml; PolicyError for invalid content.
 
-    The config schema already checks shapes; this adds what a schema cannot (IANA zones,
-    known rule codes) and re-checks types so that callers passing raw dicts are safe too.
+    ``defaults`` maps every known rule code to its default level. The config schema already
+    checks shapes; this adds what a schema cannot (IANA zones, known rule codes) and
+    re-checks types so that callers passing raw dicts are safe too.
     """
-    from .policies import RULES
-
+    known = sorted(defaults)
     p = _Reader(data or {}, ("policy",))
     p.only("owners", "approvers", "heavy", "quiet_windows", "limits", "request", "expiry", "enforcement")
     heavy = p.sub("heavy", "min_minutes", "meta_key", "materializations")
@@ -165,12 +155,12 @@ def policy_from_config(data: Mapping[str, Any] | None) -> Policy:
     req = p.sub("request", "ticket_required", "reason_min_length")
     exp = p.sub("expiry", "required", "max_days", "max_age_days")
 
-    enforcement: dict[str, Level] = {code: rule.level for code, rule in RULES.items()}
+    enforcement: dict[str, Level] = dict(defaults)
     raw_levels = p.get("enforcement", dict, {})
     for code, level in sorted(raw_levels.items()):
-        if code not in RULES:
+        if code not in defaults:
             raise PolicyError(("policy", "enforcement", code),
-                              f"unknown rule code '{code}'; known codes: {', '.join(RULES)}")
+                              f"unknown rule code '{code}'; known codes: {', '.join(known)}")
         if level not in LEVELS:
             raise PolicyError(("policy", "enforcement", code),
                               f"level must be one of {', '.join(LEVELS)}, found {level!r}")

@@ -14,7 +14,8 @@ from .config import CONFIG_FILE, Config, find_config, parse_config_text
 from .discovery import display_path
 from .errors import RescueError
 from .model import Finding
-from .policy import Policy, PolicyError, policy_from_config
+from .policies import policy_from_config
+from .policy import Policy, PolicyError
 
 
 def load_base_config(ref: str, config_path: Path | None = None, *,

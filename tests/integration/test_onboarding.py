@@ -16,7 +16,7 @@ import pytest
 
 from rescue_runner.cli import main
 from rescue_runner.config import load_config
-from rescue_runner.policy import policy_from_config
+from rescue_runner.policies import policy_from_config
 
 pytestmark = pytest.mark.slow
 

@@ -127,7 +127,7 @@ def test_project_detection(tmp_path: Path) -> None:
 
 def test_init_plan_is_a_valid_configuration(tmp_path: Path) -> None:
     from rescue_runner.config import parse_config_text
-    from rescue_runner.policy import policy_from_config
+    from rescue_runner.policies import policy_from_config
 
     (tmp_path / "dbt").mkdir()
     files = scaffold.plan_init(tmp_path, tmp_path / "dbt", ci=(), timezone="America/New_York",

@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from rescue_runner.config import parse_config_text
-from rescue_runner.policies import RULES
-from rescue_runner.policy import (
-    LEVELS,
-    Policy,
-    PolicyError,
-    default_policy,
-    policy_from_config,
-    policy_hash,
-)
+from rescue_runner.policies import RULES, default_policy, policy_from_config, policy_hash
+from rescue_runner.policy import LEVELS, Policy, PolicyError
 from rescue_runner.windows import DailySpec
 
 STRICT = {
@@ -129,7 +122,7 @@ def test_policy_path_imports_no_dbt_prefect_or_git() -> None:
         "from datetime import UTC, datetime\n"
         "from rescue_runner.model import NodeInfo, ProjectGraph, Request\n"
         "from rescue_runner.policies import PolicyContext, evaluate\n"
-        "from rescue_runner.policy import default_policy\n"
+        "from rescue_runner.policies import default_policy\n"
         "n = NodeInfo('model.p.a', 'a', 'model', materialized='incremental')\n"
         "g = ProjectGraph({n.unique_id: n}, {n.unique_id: ()}, 'x')\n"
         "r = Request(id='r', path='r.yaml', version=1, reason='a long enough reason', requested_by='x',\n"

@@ -28,8 +28,14 @@ import pytest
 
 from rescue_runner.loader import load_text
 from rescue_runner.model import NodeInfo, ProjectGraph, RawDocument, Request
-from rescue_runner.policies import RULES, PolicyContext, PolicyFinding, applied_overrides, evaluate
-from rescue_runner.policy import policy_from_config
+from rescue_runner.policies import (
+    RULES,
+    PolicyContext,
+    PolicyFinding,
+    applied_overrides,
+    evaluate,
+    policy_from_config,
+)
 from rescue_runner.request import build_request
 from rescue_runner.schema import validate_against_schema
 

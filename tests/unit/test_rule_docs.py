@@ -34,7 +34,7 @@ def test_every_rule_is_documented() -> None:
 
 def test_policy_md_full_example_is_a_valid_policy() -> None:
     from rescue_runner.loader import load_text
-    from rescue_runner.policy import policy_from_config
+    from rescue_runner.policies import policy_from_config
     from rescue_runner.schema import validate_against_schema
 
     text = (SCRIPT.parents[1] / "docs" / "policy.md").read_text(encoding="utf-8")

@@ -152,9 +152,9 @@ def _expired(request: Any, config: Config, now: datetime) -> str | None:
     if request is None:
         return None
     from ..model import ProjectGraph
+    from ..policies import policy_from_config
     from ..policies.base import PolicyContext
     from ..policies.rr103_request_expired import check
-    from ..policy import policy_from_config
 
     policy = policy_from_config(config.policy)
     ctx = PolicyContext(request, frozenset(), ProjectGraph({}, {}, ""), policy, now)

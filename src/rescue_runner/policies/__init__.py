@@ -1,9 +1,9 @@
 """Production-safety rules as code, graded by the policy's enforcement levels.
 
-``RULES`` is the one registry: rule code -> :class:`~.base.Rule`. Each rule lives in its
-own module whose docstring is its user documentation (docs/rules.md is generated from
-them by scripts/gen_rule_docs.py). Codes: RR1xx the request itself, RR2xx selection and
-lineage, RR3xx schedule and windows.
+``RULES`` is the one registry: rule code -> :class:`~.base.Rule`, discovered from the
+``rrNNN_*`` modules of this package. Each rule lives in its own module whose docstring is
+its user documentation (docs/rules.md is generated from them by scripts/gen_rule_docs.py).
+Codes: RR1xx the request itself, RR2xx selection and lineage, RR3xx schedule and windows.
 
 ``evaluate(ctx)`` runs every request-scoped rule and grades what it finds:
 
@@ -16,58 +16,63 @@ lineage, RR3xx schedule and windows.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import json
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
 from ..model import Finding, Override, Severity
-from ..policy import Level, Policy
-from . import (
-    rr101_ticket_required,
-    rr102_reason_too_short,
-    rr103_request_expired,
-    rr104_expiry_required,
-    rr105_invalid_override,
-    rr190_policy_changed,
-    rr210_full_refresh_ignored,
-    rr211_microbatch_full_refresh_window,
-    rr212_microbatch_backfill,
-    rr213_selection_too_broad,
-    rr214_heavy_lineage_unsplit,
-    rr215_batch_models_cap,
-    rr216_batch_minutes_cap,
-    rr217_event_time_without_microbatch,
-    rr301_heavy_full_refresh_outside_quiet,
-    rr302_unknown_timezone,
-    rr303_range_order,
-    rr304_dst_gap,
-    rr305_dst_fold,
-    rr306_window_too_short,
-    rr307_window_closed,
-)
+from ..policy import Level, Policy, parse_policy
 from .base import PolicyContext, PolicyFinding, Rule, Violation
 
-__all__ = ["RULES", "PolicyContext", "PolicyFinding", "Rule", "Violation", "applied_overrides", "evaluate"]
+__all__ = ["DEFAULT_LEVELS", "RULES", "PolicyContext", "PolicyFinding", "Rule", "Violation",
+           "applied_overrides", "default_policy", "evaluate", "policy_from_config", "policy_hash"]
 
-RULES: dict[str, Rule] = {
-    "RR101": rr101_ticket_required.RULE,
-    "RR102": rr102_reason_too_short.RULE,
-    "RR103": rr103_request_expired.RULE,
-    "RR104": rr104_expiry_required.RULE,
-    "RR105": rr105_invalid_override.RULE,
-    "RR190": rr190_policy_changed.RULE,
-    "RR210": rr210_full_refresh_ignored.RULE,
-    "RR211": rr211_microbatch_full_refresh_window.RULE,
-    "RR212": rr212_microbatch_backfill.RULE,
-    "RR213": rr213_selection_too_broad.RULE,
-    "RR214": rr214_heavy_lineage_unsplit.RULE,
-    "RR215": rr215_batch_models_cap.RULE,
-    "RR216": rr216_batch_minutes_cap.RULE,
-    "RR217": rr217_event_time_without_microbatch.RULE,
-    "RR301": rr301_heavy_full_refresh_outside_quiet.RULE,
-    "RR302": rr302_unknown_timezone.RULE,
-    "RR303": rr303_range_order.RULE,
-    "RR304": rr304_dst_gap.RULE,
-    "RR305": rr305_dst_fold.RULE,
-    "RR306": rr306_window_too_short.RULE,
-    "RR307": rr307_window_closed.RULE,
-}
+
+def _discover() -> dict[str, Rule]:
+    """Every ``rrNNN_*`` module of this package, by rule code (in code order).
+
+    A new rule is a new module with a ``RULE``; nothing else names it.
+    """
+    rules: list[Rule] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("rr") and info.name[2:5].isdigit():
+            rules.append(importlib.import_module(f"{__name__}.{info.name}").RULE)
+    found: dict[str, Rule] = {}
+    for rule in sorted(rules, key=lambda r: r.code):
+        if rule.code in found:
+            raise RuntimeError(f"rule code {rule.code} is defined twice")  # a packaging bug
+        found[rule.code] = rule
+    return found
+
+
+RULES: dict[str, Rule] = _discover()
+DEFAULT_LEVELS: Mapping[str, Level] = {code: rule.level for code, rule in RULES.items()}
+
+
+def policy_from_config(data: Mapping[str, Any] | None) -> Policy:
+    """A Policy from the ``policy`` mapping of rescue.yaml, levels resolved against the rules.
+
+    Raises ``PolicyError`` (located) for invalid content or an unknown rule code.
+    """
+    return parse_policy(data, DEFAULT_LEVELS)
+
+
+def default_policy() -> Policy:
+    """The policy of a rescue.yaml without a policy section."""
+    return policy_from_config({})
+
+
+def policy_hash(policy: Policy) -> str:
+    """``sha256:`` of the policy's canonical JSON (sorted keys, no spaces, ASCII).
+
+    Two files that mean the same policy hash the same; the hash goes into plan fingerprints.
+    """
+    data = policy.with_defaults(DEFAULT_LEVELS).to_dict()
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
 def evaluate(ctx: PolicyContext) -> list[Finding]:

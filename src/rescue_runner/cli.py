@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 
+from .cli_options import format_option, instant
 from .errors import RescueError
-
-FORMATS = ("text", "json", "github", "markdown")
+from .reporting.plan import PLAN_RENDERERS
+from .reporting.validation import RENDERERS
 
 
 def _load_config(ctx: click.Context, project_dir: Path | None, profiles_dir: Path | None,
@@ -80,26 +81,13 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config"] = config_path
 
 
-def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """An ISO 8601 date-time with offset (``2026-11-23T22:00:00+01:00``, ``...Z``) as UTC."""
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not an ISO 8601 date-time") from None
-    if at.tzinfo is None:
-        raise click.BadParameter(f"'{value}' has no offset: add Z for UTC or +HH:MM")
-    return at.astimezone(UTC)
-
-
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--format", "fmt", type=format_option(RENDERERS), default="text", show_default=True)
 @click.option("--base-ref", metavar="REF",
               help="Take rescue.yaml (configuration and policy) from this git ref, e.g. origin/main, "
                    "so a pull request is judged by the protected branch's policy.")
-@click.option("--now", "now", metavar="DATETIME", callback=_instant,
+@click.option("--now", "now", metavar="DATETIME", callback=instant,
               help="Judge time rules (expiry, windows) as of this instant, e.g. 2026-11-24T22:00:00+01:00.")
 @dbt_options
 @click.pass_context
@@ -118,7 +106,6 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: st
       rescue validate --base-ref origin/main --format markdown rescues/   # CI on a pull request
     """
     from . import app
-    from .reporting.validation import RENDERERS
 
     base: Any = None
     config_findings: list[Any] = []
@@ -134,7 +121,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: st
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text",
+@click.option("--format", "fmt", type=format_option(PLAN_RENDERERS), default="text",
               show_default=True)
 @dbt_options
 @click.pass_context
@@ -150,7 +137,6 @@ def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
       rescue plan --format json rescues/2026-11-23-int-orders-hotfix.yaml
     """
     from . import app
-    from .reporting.plan import PLAN_RENDERERS
     from .reporting.validation import render_text
 
     cfg = _load_config(ctx, **dbt_opts)

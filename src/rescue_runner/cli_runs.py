@@ -7,27 +7,17 @@ ended a request failed or needing an operator, 2 on usage, configuration or envi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
+from .cli_options import format_option, instant
 from .errors import RescueError
+from .reporting.runs import LOG_RENDERERS, STATUS_RENDERERS
 
 NOW_ENV = "RESCUE_NOW"
 ENV_ENV = "RESCUE_ENV"
-
-
-def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        at = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not an ISO 8601 date-time") from None
-    if at.tzinfo is None:
-        raise click.BadParameter(f"'{value}' has no offset: add Z for UTC or +HH:MM")
-    return at.astimezone(UTC)
 
 
 def _config(ctx: click.Context) -> Path | None:
@@ -39,7 +29,7 @@ def _config(ctx: click.Context) -> Path | None:
 _env_option = click.option(
     "--env", "env", envvar=ENV_ENV, default="default", show_default=True,
     help=f"Environment whose runner lock to take (refs/rescue-locks/<env>); env {ENV_ENV}.")
-_now_option = click.option("--now", "now", envvar=NOW_ENV, callback=_instant, metavar="DATETIME",
+_now_option = click.option("--now", "now", envvar=NOW_ENV, callback=instant, metavar="DATETIME",
                            help=f"Start the clock at this instant (tests, drills); env {NOW_ENV}.")
 
 
@@ -84,7 +74,7 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
 
 @click.command()
 @click.argument("request_id", required=False)
-@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("--format", "fmt", type=format_option(STATUS_RENDERERS), default="text", show_default=True)
 @_now_option
 @click.pass_context
 def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime | None) -> None:
@@ -97,7 +87,6 @@ def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime |
       rescue status --format json
     """
     from . import operate
-    from .reporting.runs import STATUS_RENDERERS
 
     report = operate.status(_config(ctx), Path.cwd(), request_id, now=now)
     click.echo(STATUS_RENDERERS[fmt](report), nl=False)
@@ -105,7 +94,7 @@ def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime |
 
 @click.command()
 @click.argument("request_id", required=False)
-@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("--format", "fmt", type=format_option(LOG_RENDERERS), default="text", show_default=True)
 @click.pass_context
 def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
     """The audit trail from the audit branch, newest last.
@@ -116,7 +105,6 @@ def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
       rescue log 2026-11-23-int-orders-hotfix --format json
     """
     from . import operate
-    from .reporting.runs import LOG_RENDERERS
 
     click.echo(LOG_RENDERERS[fmt](operate.log(_config(ctx), Path.cwd(), request_id)), nl=False)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..lineage import induced_dependencies
 from ..model import Plan, PlannedBatch, ProjectGraph
+from .units import duration as _duration
 
 MAX_NODES = 150  # flowchart nodes drawn; the rest are summarised in one note
 MAX_BARS = 60  # gantt batch bars; later batches are drawn as one summary bar
@@ -48,15 +49,6 @@ def _task_text(text: str) -> str:
 def _name(uid: str, graph: ProjectGraph | None) -> str:
     info = graph.nodes.get(uid) if graph is not None else None
     return info.name if info is not None else uid.rsplit(".", 1)[-1]
-
-
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h {m:02d}m"
-    return f"{m}m {s:02d}s" if m else f"{s}s"
 
 
 def _count(n: int) -> str:

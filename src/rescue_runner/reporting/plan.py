@@ -6,15 +6,7 @@ from collections.abc import Callable
 
 from ..model import Plan, ProjectGraph
 from ..planner import plan_to_json
-
-
-def _duration(seconds: float) -> str:
-    if 0 < seconds < 10:
-        return f"{seconds:.1f}s"  # the example's models take fractions of a second
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+from .units import duration as _duration
 
 
 def _name(uid: str) -> str:

@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from .cli_options import format_option, instant
-from .errors import RescueError
 from .reporting.runs import LOG_RENDERERS, STATUS_RENDERERS
 
 NOW_ENV = "RESCUE_NOW"
@@ -63,12 +62,9 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
     """
     from . import operate
 
-    try:
-        report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now, env=env,
-                               lease_seconds=lease, poll_seconds=poll, timeout=timeout,
-                               say=lambda line: click.echo(line))
-    except ValueError as exc:  # a bad RESCUE_FAULT spec
-        raise RescueError(str(exc)) from exc
+    report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now, env=env,
+                           lease_seconds=lease, poll_seconds=poll, timeout=timeout,
+                           say=lambda line: click.echo(line))
     ctx.exit(1 if report.problems else 0)
 
 

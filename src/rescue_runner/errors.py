@@ -19,3 +19,23 @@ class RescueError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+# ---- typed errors the adapters raise ---------------------------------------------------------
+# Still RescueErrors (their messages are worded for people, exit code 2 at the CLI boundary),
+# but typed, so the core decides by class and never by matching message text.
+
+class PrefectUnreachable(RescueError):
+    """The Prefect API did not answer, or answered unhealthy."""
+
+
+class NotFoundError(RescueError):
+    """Something the caller named does not exist where it was looked for."""
+
+
+class RunNotFound(NotFoundError):
+    """A flow run id unknown to the Prefect API (deleted, or another server)."""
+
+
+class DeploymentNotFound(NotFoundError):
+    """The configured deployment does not exist on the Prefect server."""

@@ -18,7 +18,7 @@ from . import execution
 from .audit import BatchRecord, PlanBatch, RequestState
 from .config import Config
 from .contention import Decision
-from .errors import RescueError
+from .errors import RunNotFound
 from .model import PlannedBatch
 from .reconcile import MISSING, Approved, RunView, Validation
 
@@ -72,12 +72,8 @@ class ServerExecutor:
 
         try:
             run = prefect_api.read_flow_run(self.api_url, record.flow_run_id or "")
-        except RescueError as exc:
-            # read_flow_run raises the same error class for "not found" and "unreachable"
-            # (asked the execution owner for a typed NotFound); only the former is an answer.
-            if "not found" in str(exc):
-                return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
-            raise
+        except RunNotFound:  # an answer (the run is gone); unreachable is not, and propagates
+            return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
         return self._view(run)
 
     def contention(self, batch: PlanBatch) -> Decision:

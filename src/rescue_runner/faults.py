@@ -13,6 +13,8 @@ import os
 import signal
 from collections.abc import Callable
 
+from .errors import RescueError
+
 ENV = "RESCUE_FAULT"
 
 POINTS: dict[str, str] = {
@@ -50,13 +52,15 @@ class FaultPoints:
 
 
 def parse(spec: str) -> tuple[str | None, int]:
-    """``"point"`` or ``"point:n"`` -> (point, n); ``""`` -> (None, 0). ValueError when unknown."""
+    """``"point"`` or ``"point:n"`` -> (point, n); ``""`` -> (None, 0). RescueError when unknown."""
     spec = spec.strip()
     if not spec:
         return None, 0
     point, _, nth = spec.partition(":")
     if point not in POINTS:
-        raise ValueError(f"{ENV}={spec!r}: unknown fault point; known: {', '.join(POINTS)}")
+        raise RescueError(f"{ENV}={spec!r}: unknown fault point; known: {', '.join(POINTS)}")
+    if nth and not (nth.isdigit() and int(nth) >= 1):
+        raise RescueError(f"{ENV}={spec!r}: the count after ':' must be a whole number from 1")
     return point, int(nth) if nth else 1
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..contention import ContentionSnapshot, DueRun
-from ..errors import RescueError
+from ..errors import DeploymentNotFound, PrefectUnreachable, RescueError, RunNotFound
 
 T = TypeVar("T")
 
@@ -86,12 +86,13 @@ def check_api(api_url: str) -> None:
     try:
         resp = httpx.get(url, timeout=_HEALTH_TIMEOUT)
     except httpx.HTTPError as exc:
-        raise RescueError(f"the Prefect API at {api_url} is unreachable ({type(exc).__name__}: {exc})",
+        raise PrefectUnreachable(f"the Prefect API at {api_url} is unreachable ({type(exc).__name__}: {exc})",
                           hint="start the server or fix PREFECT_API_URL; unset it to run batches "
                           "in-process (embedded mode)") from exc
     if resp.status_code != 200:
-        raise RescueError(f"the Prefect API at {api_url} is not healthy (HTTP {resp.status_code} on /health)",
-                          hint="check the server; PREFECT_API_URL must end in /api")
+        raise PrefectUnreachable(
+            f"the Prefect API at {api_url} is not healthy (HTTP {resp.status_code} on /health)",
+            hint="check the server; PREFECT_API_URL must end in /api")
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def _client(api_url: str) -> Iterator[Any]:
             raise
         except Exception as exc:
             if _is_connect_error(exc):
-                raise RescueError(f"lost the Prefect API at {api_url}: {exc}",
+                raise PrefectUnreachable(f"lost the Prefect API at {api_url}: {exc}",
                                   hint="check the server and PREFECT_API_URL") from exc
             raise
 
@@ -253,7 +254,7 @@ def read_deployment(api_url: str, full_name: str) -> DeploymentInfo:
             d = _retry(lambda: client.read_deployment_by_name(full_name))
         except Exception as exc:
             if _not_found(exc):
-                raise RescueError(f"deployment {full_name} not found at {api_url}",
+                raise DeploymentNotFound(f"deployment {full_name} not found at {api_url}",
                                   hint="run `rescue deploy` first") from exc
             raise
     props = (d.parameter_openapi_schema or {}).get("properties") or {}
@@ -298,7 +299,7 @@ def read_flow_run(api_url: str, flow_run_id: str) -> FlowRunInfo:
             run = _retry(lambda: client.read_flow_run(UUID(flow_run_id)))
         except Exception as exc:
             if _not_found(exc):
-                raise RescueError(f"flow run {flow_run_id} not found at {api_url}") from exc
+                raise RunNotFound(f"flow run {flow_run_id} not found at {api_url}") from exc
             raise
     return _run_info(run)
 

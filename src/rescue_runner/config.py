@@ -33,6 +33,17 @@ class DbtSettings:
 
 
 @dataclass(frozen=True)
+class ForecastSettings:
+    """How the queue forecast estimates durations (``prefect.forecast``; see contention.py)."""
+
+    default_run_minutes: float = 10.0  # a deployment (or batch) without history
+    margin_percent: float = 20.0  # safety margin on a batch's estimate ...
+    margin_minutes: float = 2.0  # ... at least this long
+    history_runs: int = 10  # completed runs per deployment whose median is its typical duration
+    horizon_hours: float = 12.0  # how far ahead scheduled runs are read
+
+
+@dataclass(frozen=True)
 class PrefectSettings:
     """The Prefect objects rescues run on (created by `rescue deploy`)."""
 
@@ -45,6 +56,7 @@ class PrefectSettings:
     reserve_slots: int = 1  # free slots kept for scheduled work
     heavy_extra_slots: int = 1  # a heavy batch needs this many more free slots
     lookahead_minutes: int = 30  # scheduled runs due within this horizon count as contention
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,8 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
             history_dir=_path(root, dbt.get("history_dir")),
         ),
         prefect=PrefectSettings(
-            **{k: v for k, v in pre.items() if k != "run_results_storage_path"},
+            **{k: v for k, v in pre.items() if k not in ("run_results_storage_path", "forecast")},
+            forecast=ForecastSettings(**dict(pre.get("forecast") or {})),
             run_results_storage_path=_path(root, pre.get("run_results_storage_path", ".rescue/runs")),
         ),
         audit=AuditSettings(**aud),

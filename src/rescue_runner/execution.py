@@ -21,7 +21,7 @@ from typing import Any
 
 from .adapters import prefect_api
 from .config import Config
-from .contention import ContentionSnapshot, Decision, decide
+from .contention import Ask, ContentionSnapshot, Decision, decide
 from .dbt_args import UnsafeDbtArgument, check_selector, dbt_build_args
 from .errors import RescueError
 from .model import EventTime, PlannedBatch, ProjectGraph
@@ -212,24 +212,30 @@ def deploy(config: Config, *, api_url: str | None = None,
 
 def contention_snapshot(config: Config, *, now: datetime | None = None,
                         api_url: str | None = None) -> ContentionSnapshot | None:
-    """The queue as the server sees it now; None in embedded mode."""
+    """The pool and queue as the server sees them now (for the forecast); None in embedded mode."""
     url = api_url or prefect_api_url()
     if url is None:
         return None
     p = config.prefect
     return prefect_api.contention_snapshot(url, work_pool=p.work_pool, work_queue=p.work_queue,
-                                           lookahead_minutes=p.lookahead_minutes, now=now)
+                                           lookahead_minutes=p.lookahead_minutes, now=now,
+                                           horizon_minutes=p.forecast.horizon_hours * 60,
+                                           history_runs=p.forecast.history_runs)
 
 
-def contention(config: Config, heavy: bool, now: datetime | None = None, *,
-               api_url: str | None = None) -> Decision:
-    """go/wait for one batch now, with reasons (shown by ``apply --dry-run``)."""
+def contention(config: Config, heavy: bool = False, now: datetime | None = None, *,
+               ask: Ask | None = None, api_url: str | None = None) -> Decision:
+    """go/wait for one batch now, with reasons (shown by ``apply --dry-run``).
+
+    ``ask``: the batch's estimate and window (default: a light batch of unknown length).
+    """
     now = now or datetime.now(UTC)
+    ask = ask or Ask(heavy=heavy)
     snapshot = contention_snapshot(config, now=now, api_url=api_url)
     if snapshot is None:
         return Decision(go=True, reasons=("go: embedded mode (no PREFECT_API_URL): the batch runs in "
                                           "this process; there is no shared queue to check",))
-    return decide(snapshot, heavy=heavy, settings=config.prefect, now=now)
+    return decide(snapshot, ask, settings=config.prefect, now=now)
 
 
 def submit_batch(

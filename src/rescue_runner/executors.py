@@ -17,7 +17,7 @@ from typing import Any
 from . import execution
 from .audit import BatchRecord, PlanBatch, RequestState
 from .config import Config
-from .contention import Decision
+from .contention import Ask, Decision
 from .errors import RunNotFound
 from .model import PlannedBatch
 from .reconcile import MISSING, Approved, RunView, Validation
@@ -136,8 +136,8 @@ class EmbeddedExecutor:
             return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
         return self._view(run)
 
-    def contention(self, batch: PlanBatch) -> Decision:
-        return execution.contention(self.config, heavy=batch.heavy, api_url=None)
+    def contention(self, ask: Ask) -> Decision:
+        return execution.contention(self.config, ask=ask, api_url=None)
 
     def _view(self, run: Any) -> RunView:
         final = run.state_type in _FINAL

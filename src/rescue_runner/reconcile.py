@@ -142,9 +142,11 @@ class Lookup:
 
 @dataclass(frozen=True)
 class AskContention:
-    """Question: may a batch (heavy or not) be submitted now?"""
+    """Question: may a batch (heavy or not) be submitted now, and end before its window closes?"""
 
     batch: PlanBatch
+    window_end: datetime | None = None  # None: the request's window does not close soon
+    timezone: str | None = None  # the request's zone, for the times in the decision
 
 
 @dataclass(frozen=True)
@@ -306,9 +308,11 @@ def next_step(v: View) -> Step:
 
     # 9. The request's window.
     req = a.request
+    window_end = None
     if req is not None and req.window is not None:
-        from .windows import is_open, next_open
+        from .windows import closes_at, is_open, next_open
 
+        window_end = closes_at(req.window, v.now)
         if not is_open(req.window, v.now):
             opens = next_open(req.window, v.now)
             when = f"opens {opens:%Y-%m-%d %H:%M} UTC" if opens else "does not open again"
@@ -339,7 +343,7 @@ def next_step(v: View) -> Step:
 
     # 13. Room in the queue.
     if v.contention is None:
-        return AskContention(nxt)
+        return AskContention(nxt, window_end, req.window.timezone if req and req.window else None)
     if not v.contention.go:
         return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index)
     return Submit(nxt, s.attempt, tuple(v.contention.reasons))

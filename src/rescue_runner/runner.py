@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from . import audit, reconcile
 from .audit import AuditEvent, BatchRecord, PlanBatch, RequestState
+from .contention import Ask
 from .faults import FaultHook, no_faults
 from .reconcile import NOT_ASKED, Approved, RunView, Validation, View
 
@@ -79,7 +80,7 @@ class Executor(Protocol):
     def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
                attempt: int) -> RunView: ...
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None: ...
-    def contention(self, batch: PlanBatch) -> Any: ...  # contention.Decision
+    def contention(self, ask: Ask) -> Any: ...  # contention.Decision
 
 
 class SystemClock:
@@ -321,7 +322,7 @@ class Runner:
                 view = replace(view, found=self.executor.find_run(view.state, step.batch, step.attempt))
                 continue
             if isinstance(step, reconcile.AskContention):
-                decision = self.executor.contention(step.batch)
+                decision = self.executor.contention(self._ask(step))
                 if self.dry_run:
                     self._note(rid, "queue", f"queue for batch {step.batch.index}: {decision.summary}")
                 view = replace(view, contention=decision)
@@ -417,6 +418,10 @@ class Runner:
         raise RuntimeError(f"{rid}: no decision after {MAX_STEPS} steps (a rescue-runner bug)")
 
     # -- helpers --
+
+    def _ask(self, step: reconcile.AskContention) -> Ask:
+        b = step.batch
+        return Ask(b.estimated_seconds, b.heavy, step.window_end, step.timezone)
 
     @property
     def validator(self) -> Validator:

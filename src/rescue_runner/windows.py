@@ -248,6 +248,16 @@ def next_open(spec: Spec, after: datetime, *, horizon: timedelta = DEFAULT_HORIZ
     return found[0][0] if found else None
 
 
+def closes_at(spec: Spec, at: datetime, *, horizon: timedelta = timedelta(days=2)) -> datetime | None:
+    """When the open interval holding ``at`` ends; None when ``spec`` is closed at ``at`` or stays
+    open for at least ``horizon``."""
+    at = _aware(at, "at")
+    found = intervals(spec, at, at + horizon)
+    if not found or found[0][0] > at or found[0][1] >= at + horizon:
+        return None
+    return found[0][1]
+
+
 @dataclass(frozen=True)
 class BoundaryProblem:
     """A daily boundary that falls in a DST gap (never shown) or fold (shown twice) on ``day``."""

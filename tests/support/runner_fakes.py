@@ -17,7 +17,7 @@ from typing import Any
 
 from rescue_runner import audit
 from rescue_runner.audit import AuditEvent, BatchRecord, PlanBatch, RequestState
-from rescue_runner.contention import Decision
+from rescue_runner.contention import Ask, Decision
 from rescue_runner.errors import RescueError
 from rescue_runner.faults import Crash
 from rescue_runner.model import DailyWindow, Request, Window
@@ -217,7 +217,7 @@ class FakeExecutor:
             return RunView(record.flow_run_id or "", MISSING, final=True)
         return self._view(run)
 
-    def contention(self, batch: PlanBatch) -> Decision:
+    def contention(self, ask: Ask) -> Decision:
         if self.p.queue_busy:
             return Decision(False, ("wait: 5/5 slots busy",))
         return Decision(True, ("go: 0/5 slots busy",))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ..contention import ContentionSnapshot, DueRun
+from ..contention import ActiveRun, ContentionSnapshot, DueRun
 from ..errors import DeploymentNotFound, PrefectUnreachable, RescueError, RunNotFound
 
 T = TypeVar("T")
@@ -417,31 +417,39 @@ def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[s
 # ---- contention ----------------------------------------------------------------------------
 
 def contention_snapshot(api_url: str, *, work_pool: str, work_queue: str, lookahead_minutes: int,
-                        now: datetime | None = None) -> ContentionSnapshot:
-    """Busy runs, limits, due scheduled runs and live workers of one pool and queue.
+                        now: datetime | None = None, horizon_minutes: float | None = None,
+                        history_runs: int = 10) -> ContentionSnapshot:
+    """What the forecast needs about one pool and queue, in seven reads.
 
-    Reads only (never ``get_runs_in_work_queue``, which counts as a worker poll).
+    Busy runs of the pool (with start times, queues and deployments), scheduled runs of the
+    pool expected before ``now`` + the look-ahead (or ``horizon_minutes`` when longer), the
+    names of their deployments, the recent completed runs of those deployments (the median
+    of the last ``history_runs`` per deployment is its typical duration), the pool's and the
+    queue's limits and the pool's live workers. Reads only: never ``get_runs_in_work_queue``,
+    which counts as a worker poll.
     """
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
         FlowRunFilter,
+        FlowRunFilterDeploymentId,
         FlowRunFilterExpectedStartTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
         WorkPoolFilter,
         WorkPoolFilterName,
-        WorkQueueFilter,
-        WorkQueueFilterId,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
     check_api(api_url)
     now = now or datetime.now(UTC)
-    horizon = now + timedelta(minutes=lookahead_minutes)
-    busy = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-        any_=[StateType(s) for s in BUSY_STATES])))
+    ahead = max(float(lookahead_minutes), horizon_minutes or 0.0)
+    horizon = now + timedelta(minutes=ahead)
+
+    def of_type(*types: str) -> FlowRunFilterState:
+        return FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(t) for t in types]))
+
     with _client(api_url) as client:
         try:
             pool = _retry(lambda: client.read_work_pool(work_pool))
@@ -451,37 +459,64 @@ def contention_snapshot(api_url: str, *, work_pool: str, work_queue: str, lookah
                 raise RescueError(f"work pool {work_pool} / queue {work_queue} not found at {api_url}",
                                   hint="run `rescue deploy` first") from exc
             raise
-        in_queue = WorkQueueFilter(id=WorkQueueFilterId(any_=[queue.id]))
         in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[work_pool]))
-        queue_busy = _retry(lambda: client.count_flow_runs(flow_run_filter=busy, work_queue_filter=in_queue))
-        pool_busy = _retry(lambda: client.count_flow_runs(flow_run_filter=busy, work_pool_filter=in_pool))
+        busy_runs = _retry(lambda: client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=of_type(*BUSY_STATES)), work_pool_filter=in_pool, limit=200))
         # "Late" runs are still of type SCHEDULED: filter on the type, not the name.
         due_runs = _retry(lambda: client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                state=of_type("SCHEDULED"),
                 expected_start_time=FlowRunFilterExpectedStartTime(before_=cast(Any, horizon))),
-            work_queue_filter=in_queue, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200))
-        dep_ids = sorted({r.deployment_id for r in due_runs if r.deployment_id}, key=str)
+            work_pool_filter=in_pool, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200))
+        dep_ids = sorted({r.deployment_id for r in (*busy_runs, *due_runs) if r.deployment_id}, key=str)
         names: dict[Any, str] = {}
+        done: list[Any] = []
         if dep_ids:
             deps = _retry(lambda: client.read_deployments(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=dep_ids))))
             names = {d.id: d.name for d in deps}
+            done = _retry(lambda: client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=dep_ids),
+                                              state=of_type("COMPLETED")),
+                sort=FlowRunSort.END_TIME_DESC, limit=min(200, history_runs * len(dep_ids) * 3)))
         workers = _retry(lambda: client.read_workers_for_work_pool(work_pool))
     online = sum(1 for w in workers if _online(w, now))
+
+    def other(run: Any) -> str | None:
+        return None if run.work_queue_name == work_queue else (run.work_queue_name or "?")
+
+    running = tuple(
+        ActiveRun(name=r.name, deployment=names.get(r.deployment_id),
+                  started=_aware(r.start_time) if r.start_time else None, work_queue=other(r))
+        for r in busy_runs)
     due = tuple(
         DueRun(name=r.name, deployment=names.get(r.deployment_id),
                expected_start=_aware(r.expected_start_time or now),
-               state_name=r.state.name if r.state else "Scheduled")
-        for r in due_runs
-    )
+               state_name=r.state.name if r.state else "Scheduled", work_queue=other(r))
+        for r in due_runs)
     return ContentionSnapshot(
         work_pool=work_pool, work_queue=work_queue,
         queue_limit=queue.concurrency_limit, pool_limit=pool.concurrency_limit,
-        queue_busy=queue_busy, pool_busy=pool_busy, due=due, workers_online=online,
-        taken_at=now, lookahead_minutes=lookahead_minutes,
+        queue_busy=sum(1 for r in running if r.work_queue is None), pool_busy=len(running),
+        due=due, workers_online=online, taken_at=now, lookahead_minutes=lookahead_minutes,
         queue_paused=bool(queue.is_paused), pool_paused=bool(getattr(pool, "is_paused", False)),
+        running=running, typical_seconds=typical_durations(done, names, history_runs),
     )
+
+
+def typical_durations(runs: Sequence[Any], names: Mapping[Any, str], keep: int) -> dict[str, float]:
+    """Median wall time of the latest ``keep`` completed runs per deployment name."""
+    import statistics
+
+    seen: dict[str, list[float]] = {}
+    for r in runs:
+        name = names.get(r.deployment_id)
+        if name is None or r.start_time is None or r.end_time is None:
+            continue
+        took = seen.setdefault(name, [])
+        if len(took) < keep:
+            took.append((_aware(r.end_time) - _aware(r.start_time)).total_seconds())
+    return {name: statistics.median(took) for name, took in seen.items() if took}
 
 
 def _online(worker: Any, now: datetime) -> bool:

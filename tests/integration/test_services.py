@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support.postgres_server import PostgresServer
 from support.s3_server import S3Server
 

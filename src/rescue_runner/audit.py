@@ -34,6 +34,7 @@ WAITING = "waiting"
 BATCH_SUBMITTED = "batch_submitted"
 BATCH_RUNNING = "batch_running"
 BATCH_FINISHED = "batch_finished"
+BATCH_RUNNING_LONG = "batch_running_long"  # announced once per batch run: far beyond its estimate
 REQUEST_FINISHED = "request_finished"
 OPERATOR_RETRY = "operator_retry"
 
@@ -49,6 +50,7 @@ FIELDS: Mapping[str, frozenset[str]] = {
     BATCH_RUNNING: frozenset({"batch", "attempt", "flow_run_id"}),
     BATCH_FINISHED: frozenset({
         "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason"}),
+    BATCH_RUNNING_LONG: frozenset({"batch", "attempt", "flow_run_id", "minutes", "estimate_seconds"}),
     REQUEST_FINISHED: frozenset({"outcome", "reason", "batches_completed", "batches_total"}),
     OPERATOR_RETRY: frozenset({"attempt", "by", "reason"}),
 }
@@ -233,6 +235,7 @@ class BatchRecord:
     state_name: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
     failed_nodes: tuple[str, ...] = ()
+    running_long: bool = False  # the running-long alert was given for this run
 
     @property
     def in_flight(self) -> bool:
@@ -344,6 +347,11 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
         if old is None:
             return s
         return _with_record(replace(s, status="running"), replace(old, state=B_RUNNING), replace_last=True)
+    if e.type == BATCH_RUNNING_LONG:
+        old = s.batches.get(int(f["batch"]))
+        if old is None or old.flow_run_id != f.get("flow_run_id"):
+            return s
+        return _with_record(s, replace(old, running_long=True), replace_last=True)
     if e.type == BATCH_FINISHED:
         idx = int(f["batch"])
         old = s.batches.get(idx) or BatchRecord(idx, int(f.get("attempt") or s.attempt), B_SUBMITTED,

@@ -68,7 +68,7 @@ class AuditSettings:
     branch: str = "rescue-audit"
 
 
-NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded")
+NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded", "running_long")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,21 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class LivenessSettings:
+    """Dead and overlong runs: Prefect heartbeats, the crash automation, the running-long alert."""
+
+    heartbeat_seconds: int = 30
+    missed_heartbeats: float = 3.0
+    running_long_factor: float = 3.0
+    running_long_minimum_minutes: float = 10.0
+
+    @property
+    def crash_after_seconds(self) -> float:
+        """A running flow run without a heartbeat for this long is marked CRASHED."""
+        return self.heartbeat_seconds * self.missed_heartbeats
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole repository configuration."""
 
@@ -93,6 +108,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     policy: Mapping[str, Any] = field(default_factory=dict)
     notifications: NotificationSettings | None = None  # None: no `notifications:` section, nothing is sent
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)
     source: str | None = None  # display path of rescue.yaml, or None when defaulted
     content_hash: str = ""
 
@@ -131,6 +147,7 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
         audit=AuditSettings(**aud),
         policy=dict(data.get("policy") or {}),
         notifications=_notifications(data.get("notifications")),
+        liveness=LivenessSettings(**dict(data.get("liveness") or {})),
         source=source,
         content_hash=content_hash,
     )

@@ -204,6 +204,8 @@ def deploy(config: Config, *, api_url: str | None = None,
         url, work_pool=p.work_pool, work_queue=p.work_queue, queue_concurrency=p.queue_concurrency,
         flow_name=p.flow, deployment=p.deployment, parameters=params, job_variables=job_variables,
         description="rescue-runner: dbt build of one rescue batch, then its catalog", version=__version__,
+        heartbeat_seconds=config.liveness.heartbeat_seconds,
+        crash_after_seconds=config.liveness.crash_after_seconds,
     )
     return DeployReport(api_url=url, work_pool=p.work_pool, work_queue=p.work_queue,
                         queue_concurrency=p.queue_concurrency, deployment=f"{p.flow}/{p.deployment}",

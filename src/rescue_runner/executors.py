@@ -85,7 +85,8 @@ class ServerExecutor:
         counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
         return RunView(run.id, run.state_type, final=final, url=execution.ui_url(self.api_url, run.id),
                        name=run.name, state_name=run.state_name, idempotency_key=run.idempotency_key,
-                       mode=self.mode, counts=counts, failed_nodes=failed)
+                       mode=self.mode, counts=counts, failed_nodes=failed,
+                       started_at=getattr(run, "start_time", None))
 
 
 class EmbeddedExecutor:

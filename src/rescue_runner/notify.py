@@ -10,8 +10,8 @@ The stable API (used by the runner):
 * ``waiting_too_long(settings, since, now) -> bool``: when a waiting request deserves an alert.
 * ``for_audit_event(settings, event_type, fields, state, at) -> NotifyEvent | None``: which
   recorded runner events deserve an alert (request finished succeeded / failed / needs an
-  operator; a wait that has lasted ``waiting_too_long_minutes``). The runner calls it for every
-  event it pushes and hands the result to ``notify``.
+  operator; a wait that has lasted ``waiting_too_long_minutes``; a batch running long). The
+  runner calls it for every event it pushes and hands the result to ``notify``.
 
 The webhook URL is a secret: it is read from the environment variable named in rescue.yaml
 (``notifications.webhook_url_env``) at call time and never logged or stored.
@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ _TITLES = {
     "failed": (":x:", "failed"),
     "needs_operator": (":rotating_light:", "needs an operator"),
     "succeeded": (":white_check_mark:", "succeeded"),
+    "running_long": (":turtle:", "is running long"),
 }
 _SECTION_LIMIT = 2900  # Slack: section text at most 3000 characters
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -214,6 +215,12 @@ def for_audit_event(settings: NotificationSettings | None, event_type: str, fiel
     if event_type == "request_finished":
         outcome = str(fields.get("outcome", ""))
         return event(outcome, outcome) if outcome in ("succeeded", "failed", "needs_operator") else None
+    if event_type == "batch_running_long":
+        note = event("running_long", "running")
+        est = float(fields.get("estimate_seconds") or 0.0)
+        detail = (f"batch {fields.get('batch')} has run {fields.get('minutes')} min, estimate "
+                  f"{est / 60:.1f} min (flow run {fields.get('flow_run_id')})")
+        return replace(note, detail=detail)
     since = getattr(state, "waiting_since", None)
     if event_type == "waiting" and since is not None and waiting_too_long(settings, since, at):
         return event("waiting_too_long", "waiting")

@@ -94,6 +94,8 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
                     make_executor=make_executor, clock=clock, fault=fault, say=say,
                     heartbeat_seconds=min(30.0, lease_seconds / 6),
                     on_event=alert if w.config.notifications is not None else None)
+    live = w.config.liveness
+    runner.running_long = (live.running_long_factor, live.running_long_minimum_minutes * 60)
     return runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
 
 

@@ -88,6 +88,7 @@ class RunView:
     counts: Mapping[str, int] = field(default_factory=dict)
     failed_nodes: tuple[str, ...] = ()
     orphaned: bool = False  # embedded: not final, but the process running it is gone
+    started_at: datetime | None = None  # when Prefect says it started running
 
 
 MISSING = "MISSING"  # RunView.state when the run is gone from Prefect
@@ -115,6 +116,7 @@ class View:
     queue_blocked: str | None = None  # an earlier request in the order waits for queue slots
     recovering: bool = False  # the previous runner died holding the lock: look for its runs first
     lookup: bool = True  # look for an existing run before every submission (cheap on a server)
+    running_long: tuple[float, float] | None = None  # (factor of the estimate, minimum seconds)
 
 
 # ---- steps ---------------------------------------------------------------------------------
@@ -176,6 +178,15 @@ class RecordRunning:
 
 
 @dataclass(frozen=True)
+class RecordRunningLong:
+    """The in-flight batch has run far beyond its estimate: say so once (an alert)."""
+
+    record: audit.BatchRecord
+    seconds: float
+    estimate_seconds: float
+
+
+@dataclass(frozen=True)
 class RecordFinished:
     record: audit.BatchRecord
     state: str  # one of audit.BATCH_FINAL_STATES
@@ -208,7 +219,7 @@ class Idle:
 
 
 Step = (Validate | AskRun | Lookup | AskContention | RecordValidated | Adopt | Submit | RecordRunning
-        | RecordFinished | Finish | Wait | Idle)
+        | RecordRunningLong | RecordFinished | Finish | Wait | Idle)
 QUESTIONS = (Validate, AskRun, Lookup, AskContention)
 
 
@@ -244,6 +255,9 @@ def next_step(v: View) -> Step:
         if not run.final:
             if run.state == "RUNNING" and rec.state == audit.B_SUBMITTED:
                 return RecordRunning(rec)
+            long = _running_long(v, rec, run)
+            if long is not None:
+                return long
             return Idle(f"batch {rec.index} {(run.state_name or run.state or 'submitted').lower()}",
                         active=True)
         state = batch_state(run)
@@ -259,8 +273,9 @@ def next_step(v: View) -> Step:
             nodes = f": {', '.join(last.failed_nodes[:5])}" if last.failed_nodes else ""
             return Finish(audit.FAILED, f"batch {last.index} failed{nodes}")
         return Finish(audit.NEEDS_OPERATOR,
-                      f"batch {last.index} ended {last.state_name or last.state}: the outcome is unknown; "
-                      "check the flow run, then `rescue retry` or remove the request")
+                      f"batch {last.index} (flow run {last.flow_run_id}) ended "
+                      f"{last.state_name or last.state}: the outcome is unknown; check the flow run and "
+                      "the warehouse, then `rescue retry` or `rescue close`")
 
     # 3. Everything approved ran.
     if s.validated and s.next_batch is None:
@@ -347,6 +362,19 @@ def next_step(v: View) -> Step:
     if not v.contention.go:
         return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index)
     return Submit(nxt, s.attempt, tuple(v.contention.reasons))
+
+
+def _running_long(v: View, rec: audit.BatchRecord, run: RunView) -> RecordRunningLong | None:
+    """The running-long note for a RUNNING batch far beyond its estimate (once per run)."""
+    if v.running_long is None or rec.running_long or run.state != "RUNNING" or run.started_at is None:
+        return None
+    factor, minimum = v.running_long
+    planned = next((b for b in v.state.plan if b.index == rec.index), None)
+    estimate = planned.estimated_seconds if planned is not None else 0.0
+    ran = (v.now - run.started_at).total_seconds()
+    if ran > max(minimum, factor * estimate):
+        return RecordRunningLong(rec, ran, estimate)
+    return None
 
 
 def _expired(s: RequestState, why: str, total: int) -> Finish:

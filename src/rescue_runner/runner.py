@@ -166,6 +166,7 @@ class Runner:
         self.say = say or (lambda line: None)
         self._event_id = event_id or (lambda: uuid.uuid4().hex[:12])
         self.dry_run = False
+        self.running_long: tuple[float, float] | None = None  # (factor, minimum seconds); None: off
         self.report = ApplyReport("nothing")
         self._unrecorded = False  # a run may exist whose batch_submitted event is not pushed yet
         self._said: dict[str, str] = {}
@@ -307,7 +308,8 @@ class Runner:
                  queue_blocked: str | None) -> _Advance:
         rid = state.request_id
         view = View(state=state, approved=approved, now=self.clock.now(), recovering=recovering,
-                    queue_blocked=queue_blocked, lookup=self._lookup_before_submit)
+                    queue_blocked=queue_blocked, lookup=self._lookup_before_submit,
+                    running_long=self.running_long)
         for _ in range(MAX_STEPS):
             step = reconcile.next_step(view)
             # Questions: answer and ask again.
@@ -378,6 +380,9 @@ class Runner:
                 self._note(rid, "running", f"batch {rec.index}/{len(view.state.plan)} running "
                                            f"(flow run {rec.flow_run_id})")
                 continue
+            if isinstance(step, reconcile.RecordRunningLong):
+                view = self._record_running_long(view, step)
+                continue
             if isinstance(step, reconcile.RecordFinished):
                 self.fault("after_run_final_before_audit")
                 view = self._record(view, audit.BATCH_FINISHED, _finished_fields(step))
@@ -416,6 +421,17 @@ class Runner:
                 return _Advance(active=step.active)
             raise AssertionError(f"unhandled step {step!r}")
         raise RuntimeError(f"{rid}: no decision after {MAX_STEPS} steps (a rescue-runner bug)")
+
+    def _record_running_long(self, view: View, step: reconcile.RecordRunningLong) -> View:
+        rec = step.record
+        minutes = round(step.seconds / 60, 1)
+        view = self._record(view, audit.BATCH_RUNNING_LONG, {
+            "batch": rec.index, "attempt": rec.attempt, "flow_run_id": rec.flow_run_id, "minutes": minutes,
+            "estimate_seconds": step.estimate_seconds})
+        self._note(view.state.request_id, "running_long",
+                   f"batch {rec.index}/{len(view.state.plan)} running long: {minutes:g} min, estimate "
+                   f"{step.estimate_seconds / 60:.1f} min (flow run {rec.flow_run_id})")
+        return view
 
     # -- helpers --
 

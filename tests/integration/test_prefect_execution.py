@@ -206,6 +206,7 @@ def test_cli_deploy_is_the_same_idempotent_deploy(
     with _client(prefect_server.api_url) as client:
         dep = client.read_deployment(deployed[0].deployment_id)
     assert dep.job_variables["env"]["LAKEHOUSE_DB"] == str(lake.db_path)
+    assert dep.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # liveness default
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     assert main(["--config", str(cfg), "deploy", "--env", "NOT_SET_ANYWHERE"]) == 2
     assert "not set in this environment" in capsys.readouterr().err

@@ -6,70 +6,23 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from support.webhook import Hook, serve_hook
 
 from rescue_runner import notify as notify_module
 from rescue_runner.config import NotificationSettings, config_from_data
 from rescue_runner.notify import EVENT_KINDS, NotifyEvent, build_payload, notify, waiting_too_long
 
-SECRET_PATH = "/services/T000/B000/s3cr3t-token"
-
-
-class Hook(ThreadingHTTPServer):
-    """A webhook receiver whose answers are scripted per test: a list of (status, delay)."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.script: list[tuple[int, float]] = []
-        self.received: list[dict[str, Any]] = []
-        self.headers_seen: list[dict[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{SECRET_PATH}"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Hook
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.received.append(json.loads(body))
-        self.server.headers_seen.append(dict(self.headers))
-        status, delay = self.server.script.pop(0) if self.server.script else (200, 0.0)
-        if delay:
-            time.sleep(delay)
-        try:
-            self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", "0")
-            self.end_headers()
-            self.wfile.write(b"ok" if status == 200 else b"no")
-        except OSError:  # the client gave up (timeout test)
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    server = Hook()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve_hook() as server:
+        yield server
 
 
 def settings(**kw: Any) -> NotificationSettings:

@@ -62,6 +62,7 @@ class FlowRunInfo:
     idempotency_key: str | None
     work_queue_name: str | None
     expected_start_time: datetime | None = None
+    start_time: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -163,12 +164,17 @@ def deploy(
     job_variables: Mapping[str, Any] | None = None,
     description: str = "",
     version: str | None = None,
+    heartbeat_seconds: int | None = None,
+    crash_after_seconds: float | None = None,
 ) -> DeployResult:
     """Create or update the process work pool, the queue (with its limit) and the deployment.
 
     Idempotent: a second call with the same arguments changes nothing and keeps the
     deployment id (Prefect upserts deployments by flow and name). An existing pool of
-    another type is left alone and reported.
+    another type is left alone and reported. ``heartbeat_seconds`` switches on flow-run
+    heartbeats for the deployment's runs (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` in the job
+    variables' env); with ``crash_after_seconds`` too, the automation of
+    ``ensure_crash_automation`` marks its runs CRASHED when their heartbeats stop.
     """
     check_api(api_url)
     from prefect.client.schemas.actions import WorkPoolCreate
@@ -185,6 +191,10 @@ def deploy(
     if unknown:
         raise RescueError(f"deployment parameters {unknown} are not parameters of flow {FLOW_NAME}")
     notes: list[str] = []
+    job_variables = dict(job_variables or {})
+    if heartbeat_seconds is not None:
+        job_variables["env"] = {**dict(job_variables.get("env") or {}),
+                                HEARTBEAT_ENV: str(int(heartbeat_seconds))}
     with _client(api_url) as client:
         try:
             pool = _retry(lambda: client.read_work_pool(work_pool))
@@ -236,12 +246,85 @@ def deploy(
             parameters=dict(parameters),
             parameter_openapi_schema=schema,
             enforce_parameter_schema=True,
-            job_variables=dict(job_variables or {}),
+            job_variables=job_variables,
             tags=["rescue"],
             paused=False,
         ))
         notes.append(f"{'updated' if existed else 'created'} deployment {full_name} ({deployment_id})")
+        if heartbeat_seconds is not None and crash_after_seconds is not None:
+            notes.append(ensure_crash_automation(client, full_name, str(deployment_id),
+                                                 heartbeat_seconds=heartbeat_seconds,
+                                                 crash_after_seconds=crash_after_seconds))
     return DeployResult(deployment_id=str(deployment_id), notes=tuple(notes))
+
+
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# A run has ended (or is ending) when one of these arrives; otherwise a heartbeat is expected.
+_END_EVENTS = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Crashed",
+               "prefect.flow-run.Cancelled", "prefect.flow-run.Cancelling", "prefect.flow-run.Paused",
+               "prefect.flow-run.Suspended")
+
+
+def crash_automation_name(full_name: str) -> str:
+    """The automation ``rescue deploy`` keeps for one deployment (``<flow>/<deployment>``)."""
+    return f"rescue: crash {full_name} runs without heartbeats"
+
+
+def ensure_crash_automation(client: Any, full_name: str, deployment_id: str, *, heartbeat_seconds: int,
+                            crash_after_seconds: float) -> str:
+    """Create or update the automation that marks the deployment's silent runs CRASHED.
+
+    Prefect's documented zombie-run detection: once a run of this deployment is running (or
+    has sent a heartbeat), a heartbeat or an end state is expected within
+    ``crash_after_seconds``; when none comes (the flow process and its worker died), the
+    server sets the run CRASHED, which frees its queue slot. Scoped to this deployment, so
+    other flows on the same server are never touched. Returns a note for the report.
+    """
+    from prefect.automations import AutomationCore
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    name = crash_automation_name(full_name)
+    within = timedelta(seconds=max(float(crash_after_seconds), heartbeat_seconds * 1.5))
+    trigger = EventTrigger(
+        after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
+        expect={"prefect.flow-run.heartbeat", *_END_EVENTS},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                       "prefect.resource.role": "deployment"},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=within,
+    )
+    action = ChangeFlowRunState(
+        state=StateType.CRASHED, name="Crashed", force=False,
+        message=f"rescue-runner: no heartbeat for {within.total_seconds():g} s (heartbeats every "
+                f"{heartbeat_seconds} s); the flow-run process and its worker are presumed dead")
+    wanted = AutomationCore(name=name, description=f"Marks runs of {full_name} CRASHED when their "
+                            "heartbeats stop (created by `rescue deploy`).",
+                            enabled=True, trigger=trigger, actions=[action])
+    existing = _retry(lambda: client.read_automations_by_name(name))
+    if existing:
+        first, *extra = existing
+        _retry(lambda: client.update_automation(first.id, wanted))
+        for dup in extra:
+            _delete_automation(client, dup.id)
+        return f"updated automation {name!r} (CRASHED after {within.total_seconds():g} s without heartbeat)"
+    _retry(lambda: client.create_automation(wanted))
+    return f"created automation {name!r} (CRASHED after {within.total_seconds():g} s without heartbeat)"
+
+
+def _delete_automation(client: Any, automation_id: Any) -> None:
+    _retry(lambda: client.delete_automation(automation_id))
+
+
+def read_crash_automation(api_url: str, full_name: str) -> Any | None:
+    """The deployment's crash automation, or None (``rescue doctor``, tests)."""
+    with _client(api_url) as client:
+        found = _retry(lambda: client.read_automations_by_name(crash_automation_name(full_name)))
+    return found[0] if found else None
 
 
 # ---- deployments and runs ------------------------------------------------------------------
@@ -341,6 +424,7 @@ def _run_info(run: Any) -> FlowRunInfo:
         idempotency_key=run.idempotency_key,
         work_queue_name=run.work_queue_name,
         expected_start_time=run.expected_start_time,
+        start_time=_aware(run.start_time) if run.start_time else None,
     )
 
 

@@ -46,7 +46,7 @@ FIELDS: Mapping[str, frozenset[str]] = {
     WAITING: frozenset({"kind", "reason", "until", "batch"}),
     BATCH_SUBMITTED: frozenset({
         "batch", "attempt", "flow_run_id", "url", "name", "idempotency_key", "mode", "adopted", "state",
-        "models"}),
+        "models", "lock"}),
     BATCH_RUNNING: frozenset({"batch", "attempt", "flow_run_id"}),
     BATCH_FINISHED: frozenset({
         "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason"}),

@@ -7,12 +7,14 @@ ended a request failed or needing an operator, 2 on usage, configuration or envi
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from .cli_options import format_option, instant
+from .errors import RescueError
 from .reporting.runs import LOG_RENDERERS, STATUS_RENDERERS
 
 NOW_ENV = "RESCUE_NOW"
@@ -28,21 +30,43 @@ def _config(ctx: click.Context) -> Path | None:
 _env_option = click.option(
     "--env", "env", envvar=ENV_ENV, default="default", show_default=True,
     help=f"Environment whose runner lock to take (refs/rescue-locks/<env>); env {ENV_ENV}.")
-_now_option = click.option("--now", "now", envvar=NOW_ENV, callback=instant, metavar="DATETIME",
-                           help=f"Start the clock at this instant (tests, drills); env {NOW_ENV}.")
+_now_option = click.option("--now", "now", callback=instant, metavar="DATETIME",
+                           help="Judge as of this instant (drills; read-only).")
+_apply_now_option = click.option(
+    "--now", "now", callback=instant, metavar="DATETIME",
+    help="With --dry-run only: what a pass would do at this instant (windows, pauses). A real pass "
+         "always runs on this machine's clock.")
+
+
+def _test_clock(now: datetime | None) -> datetime | None:
+    """``--now``, else the RESCUE_NOW test hook (tests and drills on a throwaway repository only)."""
+    if now is not None:
+        return now
+    value = os.environ.get(NOW_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RescueError(f"{NOW_ENV}={value!r} is not an ISO 8601 date-time with offset") from None
+    if at.tzinfo is None:
+        raise RescueError(f"{NOW_ENV}={value!r} has no offset: add Z for UTC or +HH:MM")
+    click.echo(f"warning: {NOW_ENV} is set: the runner's clock starts at {value} (a test hook; never set "
+               "it in production: events get these times)", err=True)
+    return at
 
 
 @click.command()
 @click.option("--wait", is_flag=True, help="Keep going until nothing is runnable (runs in flight, pauses, "
                                            "a busy queue); stop when only closed windows remain.")
 @click.option("--dry-run", is_flag=True, help="Print the decisions; take no lock, record and submit nothing.")
-@_now_option
+@_apply_now_option
 @_env_option
 @click.option("--poll", "poll", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
               help="Seconds between passes with --wait.")
 @click.option("--timeout", type=click.FloatRange(1), default=None,
               help="With --wait: give up after this many seconds (the lock is released; state stays in git).")
-@click.option("--lease", "lease", type=click.FloatRange(5), default=600.0, show_default=True,
+@click.option("--lease", "lease", type=click.FloatRange(5, 3600), default=600.0, show_default=True,
               help="Seconds the runner lock is valid without renewal.")
 @click.pass_context
 def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, env: str, poll: float,
@@ -62,6 +86,10 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
     """
     from . import operate
 
+    if now is not None and not dry_run:
+        raise click.UsageError("--now only with --dry-run: a real pass runs on this machine's clock "
+                               "(it records times in the audit trail and takes the lock by real time)")
+    now = _test_clock(now)
     report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now, env=env,
                            lease_seconds=lease, poll_seconds=poll, timeout=timeout,
                            say=lambda line: click.echo(line))
@@ -109,10 +137,9 @@ def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
 @click.argument("request_id")
 @click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
 @click.option("--reason", required=True, help="Why it is safe to go on (recorded in the audit trail).")
-@_now_option
 @_env_option
 @click.pass_context
-def retry(ctx: click.Context, request_id: str, by: str, reason: str, now: datetime | None, env: str) -> None:
+def retry(ctx: click.Context, request_id: str, by: str, reason: str, env: str) -> None:
     """Operator: reopen a failed or needs-operator request with the next attempt number.
 
     Completed batches stay done; the next `rescue apply` re-validates the request and
@@ -124,7 +151,8 @@ def retry(ctx: click.Context, request_id: str, by: str, reason: str, now: dateti
     """
     from . import operate
 
-    event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env, now=now)
+    event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
+                          now=_test_clock(None))
     click.echo(f"{request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}")
 
 

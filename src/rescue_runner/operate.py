@@ -67,7 +67,9 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
     fault = fault or FaultPoints()
     holder = new_holder_id()
     w = wire(config_path, cwd, clock=clock, fault=fault, holder=holder, say=say)
-    lock = GitLock(w.remote, env, now=clock.now, lease_seconds=lease_seconds, holder=holder)
+    # The lease is judged by this machine's clock, never by an injected one: a runner started with
+    # another "now" must not think a live lock expired (or keep a dead one alive).
+    lock = GitLock(w.remote, env, lease_seconds=lease_seconds, holder=holder)
 
     def make_validator() -> Any:
         from . import execution
@@ -96,7 +98,19 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
                     on_event=alert if w.config.notifications is not None else None)
     live = w.config.liveness
     runner.running_long = (live.running_long_factor, live.running_long_minimum_minutes * 60)
-    return runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
+    report = runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
+    if report.status == "stuck" and report.lock is not None:
+        _alert_stuck_lock(w.config, env, report.lock.message, clock.now())
+    return report
+
+
+def _alert_stuck_lock(config: Config, env: str, message: str, at: datetime) -> None:
+    """A lock held by one runner for many leases: nothing moves, so people must hear of it."""
+    from . import notify
+
+    note = notify.NotifyEvent(kind=audit.NEEDS_OPERATOR, request_id=f"runner lock {env}", state="stuck",
+                              detail=message, at=at)
+    notify.notify(config.notifications, note)
 
 
 # ---- status and log (git only: no Prefect, no dbt) -----------------------------------------
@@ -205,7 +219,7 @@ def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reas
     clock = make_clock(now)
     holder = new_holder_id()
     w = wire(config_path, cwd, clock=clock, holder=holder)
-    lock = GitLock(w.remote, env, now=clock.now, holder=holder)
+    lock = GitLock(w.remote, env, holder=holder)
     got = lock.acquire()
     if not got.acquired:
         raise RescueError(f"busy: {got.message}", hint="try again when the runner's pass is over")

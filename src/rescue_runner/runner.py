@@ -50,6 +50,7 @@ class LockResult:
     expires: datetime | None = None
     recovered: bool = False  # taken over from a holder that died (or whose lease expired)
     message: str = ""
+    stuck: bool = False  # not acquired: the same holder has held it for many lease periods
 
 
 class Lock(Protocol):
@@ -57,6 +58,9 @@ class Lock(Protocol):
 
     def acquire(self) -> LockResult: ...
     def renew(self, *, force: bool = False) -> None: ...
+    def fence(self) -> str:
+        """Before a side effect: raise unless this runner still holds the lock; return the fencing token."""
+        ...
     def release(self) -> None: ...
 
 
@@ -193,8 +197,10 @@ class Runner:
             got = self.lock.acquire()
             self.report.lock = got
             if not got.acquired:
-                self.report.status = "busy"
-                self.say(f"busy: {got.message}")
+                self.report.status = "stuck" if got.stuck else "busy"
+                self.say(f"{self.report.status}: {got.message}")
+                if got.stuck:
+                    self.report.problems.append(f"lock: {got.message}")
                 return self.report
             recovering = got.recovered
             self._unrecorded = recovering  # until a pass completes, the dead runner's runs may be unrecorded
@@ -246,6 +252,12 @@ class Runner:
             raise self._lost
         with self._renewing:
             self.lock.renew()
+
+    def _fence(self) -> str:
+        """Renew if due, then prove the lock is still ours right before a side effect."""
+        self._renew()
+        with self._renewing:
+            return self.lock.fence()
 
     def _start_heartbeat(self) -> threading.Thread | None:
         if not self.heartbeat_seconds:
@@ -358,14 +370,15 @@ class Runner:
                                               + (", heavy" if step.batch.heavy else "") + ")",
                                {"batch": step.batch.index})
                     return _Advance()
-                self._renew()
+                token = self._fence()
                 self.fault("before_submit")
                 assert approved is not None and view.validation is not None
                 self._unrecorded = True
                 run = self.executor.submit(approved, view.validation, view.state, step.batch, step.attempt)
                 self.fault("after_submit_before_audit")
                 view = self._record(view, audit.BATCH_SUBMITTED,
-                                    _submitted_fields(step.batch, step.attempt, run, adopted=False))
+                                    {**_submitted_fields(step.batch, step.attempt, run, adopted=False),
+                                     "lock": token})
                 self._unrecorded = False
                 where = f" {run.url}" if run.url else ""
                 self._note(rid, "submitted", f"batch {step.batch.index}/{n} submitted: flow run "

@@ -3,7 +3,7 @@ server and process worker on 127.0.0.1, the bundled DuckDB project. The article'
 
 The module shares one warehouse copy and one test repository; scenarios run in file order and
 each waits for its runs before the next one touches DuckDB. Ticks run the installed ``rescue``
-command in the runner clone with ``--now`` (the injected clock) as cron would.
+command in the runner clone with ``RESCUE_NOW`` (the test hook for the clock) as cron would.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def iso(at: datetime) -> str:
 
 
 def tick(repo: RescueRepo, now: datetime, *args: str) -> str:
-    proc = repo.rescue("apply", "--now", iso(now), *args)
+    proc = repo.rescue("apply", *args, env={"RESCUE_NOW": iso(now)})
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     return proc.stdout
 

@@ -120,7 +120,7 @@ def test_lock_is_create_only_released_and_taken_over_after_its_lease(repo: Rescu
     message = git(repo.origin, "log", "-1", "--format=%B", "refs/rescue-locks/prod")
     record = json.loads(message.strip().splitlines()[-1])
     assert record["holder"] == "a" and record["env"] == "prod" and record["pid"] == os.getpid()
-    assert set(record) == {"holder", "host", "pid", "boot_id", "env", "acquired_at", "expires"}
+    assert set(record) == {"holder", "host", "pid", "boot_id", "env", "acquired_at", "expires", "since"}
 
     clock[0] = T + timedelta(seconds=20)
     a.renew()  # more than half the lease left: no push

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rescue_runner import audit
+from rescue_runner.adapters.git_audit import LockLost
 from rescue_runner.audit import AuditEvent, BatchRecord, PlanBatch, RequestState
 from rescue_runner.contention import Ask, Decision
 from rescue_runner.errors import RescueError
@@ -93,6 +94,11 @@ class FakeLock:
     def renew(self, *, force: bool = False) -> None:
         assert self.state.holder == self.holder, "renewing a lock we do not hold"
         self.state.expires = self.clock.now() + timedelta(seconds=self.lease)
+
+    def fence(self) -> str:
+        if self.state.holder != self.holder:
+            raise LockLost(f"{self.holder} lost the lock to {self.state.holder}")
+        return f"token-{self.holder}"
 
     def release(self) -> None:
         if self.state.holder == self.holder:

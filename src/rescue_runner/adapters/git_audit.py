@@ -306,20 +306,27 @@ class LockRecord:
     pid: int
     boot_id: str
     env: str
-    acquired_at: datetime
+    acquired_at: datetime  # when this record was written (taken or renewed)
     expires: datetime
+    since: datetime | None = None  # when this holder first took the lock (kept across renewals)
+
+    @property
+    def held_since(self) -> datetime:
+        return self.since or self.acquired_at
 
     def to_json(self) -> str:
         return json.dumps({"holder": self.holder, "host": self.host, "pid": self.pid, "boot_id": self.boot_id,
                            "env": self.env, "acquired_at": self.acquired_at.isoformat(),
-                           "expires": self.expires.isoformat()}, sort_keys=True)
+                           "expires": self.expires.isoformat(),
+                           "since": self.held_since.isoformat()}, sort_keys=True)
 
     @classmethod
     def from_message(cls, message: str) -> LockRecord:
         d = json.loads(message.strip().splitlines()[-1])
         return cls(holder=str(d["holder"]), host=str(d["host"]), pid=int(d["pid"]), boot_id=str(d["boot_id"]),
                    env=str(d["env"]), acquired_at=datetime.fromisoformat(d["acquired_at"]),
-                   expires=datetime.fromisoformat(d["expires"]))
+                   expires=datetime.fromisoformat(d["expires"]),
+                   since=datetime.fromisoformat(d["since"]) if d.get("since") else None)
 
 
 def new_holder_id() -> str:
@@ -343,10 +350,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class GitLock:
-    """One runner per environment: a compare-and-set ref on the remote with a lease."""
+MAX_LEASE_SECONDS = 3600.0  # a lease ending further ahead than this (plus skew) is invalid
+CLOCK_SKEW_SECONDS = 120.0  # tolerated difference between runner machines' clocks
+STUCK_LEASE_PERIODS = 6  # the same holder for longer than this many leases: stuck, say so loudly
 
-    def __init__(self, remote: GitRemote, env: str, *, now: Callable[[], datetime],
+
+def _utc_now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
+class GitLock:
+    """One runner per environment: a compare-and-set ref on the remote with a lease.
+
+    Leases are judged by this machine's clock (``now`` defaults to it; never the runner's
+    injected ``--now``). A lease ending further ahead than ``MAX_LEASE_SECONDS`` cannot have
+    been written by a sane runner and is taken over. ``fence()`` checks, right before a side
+    effect, that the ref still holds this runner's lock commit and returns that commit as the
+    fencing token recorded with the side effect.
+    """
+
+    def __init__(self, remote: GitRemote, env: str, *, now: Callable[[], datetime] = _utc_now,
                  lease_seconds: float = 600.0, holder: str | None = None) -> None:
         if not env or any(c in env for c in " ~^:?*[\\") or env.startswith("-") or ".." in env:
             raise RescueError(f"{env!r} is not a usable environment name for the lock",
@@ -358,6 +383,7 @@ class GitLock:
         self.sha: str | None = None  # our lock commit on the remote
         self.expires: datetime | None = None
         self._record_expires: datetime | None = None
+        self._since: datetime | None = None
 
     def current(self) -> tuple[str | None, LockRecord | None]:
         """The lock as it is on the remote now: (sha, record); (None, None) when free."""
@@ -389,9 +415,7 @@ class GitLock:
             stale = self._stale(rec)
             if stale is None:
                 assert rec is not None
-                return LockResult(False, rec.holder, rec.expires,
-                                  message=f"runner {rec.holder} holds the lock of {self.env} until "
-                                          f"{rec.expires:%Y-%m-%d %H:%M:%S} UTC")
+                return self._busy(rec)
             mine = self._make()
             ok, _ = self.remote.push(mine, self.ref, lease=sha)
             if ok:
@@ -413,6 +437,16 @@ class GitLock:
         self.sha = mine
         self.expires = self._record_expires
 
+    def fence(self) -> str:
+        """The fencing token (our lock commit) if the remote still holds our lock; LockLost if not."""
+        if self.sha is None:
+            raise LockLost(f"this runner does not hold the lock of {self.env}")
+        current = self.remote.ls_remote(self.ref).get(self.ref)
+        if current != self.sha:
+            raise LockLost(f"the lock of {self.env} is no longer ours (another runner took it over)",
+                           hint="this pass stops before its next side effect; the other runner continues")
+        return self.sha
+
     def release(self) -> None:
         if self.sha is None:
             return
@@ -422,11 +456,28 @@ class GitLock:
 
     # -- helpers --
 
+    def _busy(self, rec: LockRecord) -> Any:
+        from ..runner import LockResult
+
+        now = self._now()
+        lease = max(rec.expires - rec.acquired_at, timedelta(seconds=1))
+        held = now - rec.held_since
+        message = (f"runner {rec.holder} holds the lock of {self.env} until "
+                   f"{rec.expires:%Y-%m-%d %H:%M:%S} UTC")
+        if held > lease * STUCK_LEASE_PERIODS:
+            return LockResult(False, rec.holder, rec.expires, stuck=True, message=(
+                f"{message}, and has held it since {rec.held_since:%Y-%m-%d %H:%M:%S} UTC "
+                f"({held.total_seconds() / 60:.0f} min, more than {STUCK_LEASE_PERIODS} leases): it looks "
+                f"stuck. Check the runner on {rec.host} (pid {rec.pid}); if it is gone or hung, stop it or "
+                f"delete the lock: git push <remote> :{self.ref}"))
+        return LockResult(False, rec.holder, rec.expires, message=message)
+
     def _make(self) -> str:
         now = self._now()
         self._record_expires = now + self.lease
+        self._since = self._since or now
         rec = LockRecord(self.holder, socket.gethostname(), os.getpid(), boot_id(), self.env, now,
-                         self._record_expires)
+                         self._record_expires, since=self._since)
         return self.remote.lock_commit(f"rescue lock {self.env}\n\n{rec.to_json()}\n")
 
     def _took(self, sha: str, *, recovered: bool, message: str) -> Any:
@@ -443,6 +494,11 @@ class GitLock:
         now = self._now()
         if now >= rec.expires:
             return f"the lease of {rec.holder} expired at {rec.expires:%Y-%m-%d %H:%M:%S} UTC"
+        limit = timedelta(seconds=MAX_LEASE_SECONDS + CLOCK_SKEW_SECONDS)
+        if rec.expires - now > limit:
+            return (f"INVALID LEASE: {rec.holder} claims the lock until {rec.expires:%Y-%m-%d %H:%M:%S} UTC, "
+                    f"further ahead than the longest lease ({MAX_LEASE_SECONDS / 60:.0f} min); a wrong clock "
+                    "or a hand-made lock record. Check the clock of the host that wrote it")
         if rec.host == socket.gethostname() and rec.boot_id and rec.boot_id == boot_id() \
                 and rec.pid != os.getpid() and not _alive(rec.pid):
             return f"runner {rec.holder} is gone (process {rec.pid} no longer exists on this host)"

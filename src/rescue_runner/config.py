@@ -68,6 +68,13 @@ class AuditSettings:
     branch: str = "rescue-audit"
 
 
+@dataclass(frozen=True)
+class LinkSettings:
+    """Web links shown in Prefect artifacts (``links:``); nothing is linked without a repository URL."""
+
+    repository_url: str | None = None
+
+
 NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded", "running_long")
 
 
@@ -107,6 +114,7 @@ class Config:
     prefect: PrefectSettings = field(default_factory=PrefectSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     policy: Mapping[str, Any] = field(default_factory=dict)
+    links: LinkSettings = field(default_factory=LinkSettings)
     notifications: NotificationSettings | None = None  # None: no `notifications:` section, nothing is sent
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     source: str | None = None  # display path of rescue.yaml, or None when defaulted
@@ -146,6 +154,7 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
         ),
         audit=AuditSettings(**aud),
         policy=dict(data.get("policy") or {}),
+        links=LinkSettings(**dict(data.get("links") or {})),
         notifications=_notifications(data.get("notifications")),
         liveness=LivenessSettings(**dict(data.get("liveness") or {})),
         source=source,

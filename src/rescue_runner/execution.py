@@ -25,6 +25,7 @@ from .contention import Ask, ContentionSnapshot, Decision, decide
 from .dbt_args import UnsafeDbtArgument, check_selector, dbt_build_args
 from .errors import RescueError
 from .model import EventTime, PlannedBatch, ProjectGraph
+from .reporting.prefect_run import TAG, RunContext, artifact_key, context_markdown, run_tags
 
 API_URL_ENV = "PREFECT_API_URL"
 EMBEDDED = "embedded"
@@ -69,12 +70,14 @@ class SubmittedRun:
     state: str | None = None
     message: str | None = None
     artifacts_dir: str | None = None
+    tags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. the context artifact could not be attached (the run exists)
 
     def to_dict(self) -> dict[str, Any]:
         return {"flow_run_id": self.flow_run_id, "url": self.url, "name": self.name,
                 "idempotency_key": self.idempotency_key, "mode": self.mode,
                 "parameters": dict(self.parameters), "state": self.state, "message": self.message,
-                "artifacts_dir": self.artifacts_dir}
+                "artifacts_dir": self.artifacts_dir, "tags": list(self.tags), "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ def submit_batch(
     verify: Callable[[Sequence[str]], Collection[str]] | None = None,
     api_url: str | None = None,
     manifest: Any = None,
+    context: RunContext | None = None,
 ) -> SubmittedRun:
     """Submit one batch as a flow run of ``dbt_rerun`` (or run it in-process without a server).
 
@@ -263,6 +267,9 @@ def submit_batch(
     ``manifest`` (embedded mode only): the dbt Manifest the caller parsed from
     ``config.dbt.project_dir`` with the same profiles dir and target (e.g.
     ``DbtProject.manifest`` used for planning); the flow then does not parse again.
+    ``context``: the request's context; the run then carries its tags (``rescue``,
+    ``rescue:<id>``, ``ticket:<key>``, ``batch:<k>/<n>``, ``full-refresh``) and a markdown
+    context artifact attached right after the run is created (after it ran, embedded).
     """
     if attempt < 1:
         raise RescueError(f"attempt must be >= 1, got {attempt}")
@@ -271,9 +278,11 @@ def submit_batch(
         _verify_selection(batch, graph, selectors, verify)
     params = batch_parameters(batch, selectors, event_time)
     name = run_name(request_id, batch.index)
+    tags = run_tags(context) if context is not None else [TAG, run_tag(request_id)]
     url = api_url or prefect_api_url()
     if url is None:
-        return _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest)
+        sub = _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest, tags)
+        return _with_context(sub, context, api_url=None, prefect_home=_embedded_home(config))
 
     p = config.prefect
     dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
@@ -283,7 +292,7 @@ def submit_batch(
                           hint="run `rescue deploy` to update the deployment to this version")
     key = idempotency_key(dep.id, request_id, content_hash, batch.index, attempt)
     run = prefect_api.submit(url, deployment=dep, parameters=params, name=name,
-                             tags=[run_tag(request_id)], idempotency_key=key)
+                             tags=tags, idempotency_key=key)
     problems = []
     if run.deployment_id != dep.id:
         problems.append(f"it belongs to deployment {run.deployment_id}, not {dep.id}")
@@ -297,8 +306,28 @@ def submit_batch(
             f"which is not this batch: {'; '.join(problems)}. Prefect scopes idempotency keys per "
             f"flow ({p.flow}), so another deployment of that flow already used this key",
             hint=f"inspect {ui_url(url, run.id)}; delete that run or resubmit with the next attempt number")
-    return SubmittedRun(flow_run_id=run.id, url=ui_url(url, run.id), name=name, idempotency_key=key,
-                        mode=SERVER, parameters=params, state=run.state_type, message=run.state_message)
+    sub = SubmittedRun(flow_run_id=run.id, url=ui_url(url, run.id), name=name, idempotency_key=key,
+                       mode=SERVER, parameters=params, state=run.state_type, message=run.state_message,
+                       tags=tuple(run.tags))
+    return _with_context(sub, context, api_url=url, prefect_home=None)
+
+
+def _with_context(sub: SubmittedRun, context: RunContext | None, *, api_url: str | None,
+                  prefect_home: Path | None) -> SubmittedRun:
+    """Attach the context artifact to a created run (best effort: the run exists either way)."""
+    if context is None:
+        return sub
+    from dataclasses import replace
+
+    from .adapters import prefect_artifacts
+
+    failed = prefect_artifacts.attach_markdown(
+        sub.flow_run_id, context_markdown(context), key=artifact_key(context.request_id),
+        description=f"rescue {context.request_id}: batch {context.batch} of {len(context.batches)}",
+        api_url=api_url, prefect_home=prefect_home)
+    if failed is None:
+        return sub
+    return replace(sub, notes=(*sub.notes, f"context artifact not attached: {failed}"))
 
 
 def run_status(config: Config, flow_run_id: str, *, api_url: str | None = None) -> RunStatus:
@@ -351,14 +380,15 @@ def _embedded_home(config: Config) -> Path:
 
 
 def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
-                  attempt: int, params: Mapping[str, Any], name: str, manifest: Any) -> SubmittedRun:
+                  attempt: int, params: Mapping[str, Any], name: str, manifest: Any,
+                  tags: Sequence[str]) -> SubmittedRun:
     home = _embedded_home(config)
     key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
     run = prefect_api.run_in_process({**deployment_parameters(config), **params}, name=name,
-                                     tags=[run_tag(request_id)], prefect_home=home, manifest=manifest)
+                                     tags=list(tags), prefect_home=home, manifest=manifest)
     return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
                         parameters=params, state=run.state_type, message=run.state_message,
-                        artifacts_dir=str(_storage(config) / run.id))
+                        artifacts_dir=str(_storage(config) / run.id), tags=tuple(tags))
 
 
 def _storage(config: Config) -> Path:

@@ -21,6 +21,7 @@ from .contention import Ask, Decision
 from .errors import RunNotFound
 from .model import PlannedBatch
 from .reconcile import MISSING, Approved, RunView, Validation
+from .reporting.prefect_run import RunContext, web_links
 
 _FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 MAX_FAILED_NODES = 20
@@ -63,7 +64,8 @@ class ServerExecutor:
         ctx = validation.context
         sub = execution.submit_batch(
             self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
-            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url)
+            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url,
+            context=run_context(self.config, approved, validation, state, batch, attempt))
         return RunView(sub.flow_run_id, sub.state, final=(sub.state or "") in _FINAL, url=sub.url,
                        name=sub.name, idempotency_key=sub.idempotency_key, mode=self.mode)
 
@@ -123,7 +125,8 @@ class EmbeddedExecutor:
         sub = execution.submit_batch(
             self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
-            manifest=_parsed_manifest(ctx.dbt))
+            manifest=_parsed_manifest(ctx.dbt),
+            context=run_context(self.config, approved, validation, state, batch, attempt))
         counts, failed = summary_counts(self.config, sub.flow_run_id)
         return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
                        idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
@@ -152,6 +155,27 @@ def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:
     """Server mode with PREFECT_API_URL, embedded otherwise (as ``execution`` decides)."""
     url = execution.prefect_api_url()
     return ServerExecutor(config, url) if url else EmbeddedExecutor(config)
+
+
+def run_context(config: Config, approved: Approved, validation: Validation, state: RequestState,
+                batch: PlanBatch, attempt: int) -> RunContext:
+    """What the batch's flow run shows in Prefect (tags, context artifact): from the approved request."""
+    from .adapters.git import commit_message
+
+    req = approved.request
+    plan = tuple(validation.batches or state.plan)
+    et = req.event_time if req is not None else None
+    links = web_links(config.links.repository_url, request_id=state.request_id,
+                      audit_branch=config.audit.branch, commit=approved.commit or None,
+                      commit_message=commit_message(config.root, approved.commit)
+                      if config.links.repository_url and approved.commit else None)
+    return RunContext(
+        request_id=state.request_id, batch=batch.index, batches=plan,
+        reason=req.reason if req else None, requested_by=req.requested_by if req else None,
+        ticket=req.ticket if req else None, commit=approved.commit or None, attempt=attempt,
+        event_time=(et.start.isoformat(), et.end.isoformat()) if et is not None else None,
+        done=frozenset(b.index for b in state.history if b.state == "completed"),
+        audit_url=links["audit_url"], pr_url=links["pr_url"], commit_url=links["commit_url"])
 
 
 def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int], tuple[str, ...]]:

@@ -73,3 +73,13 @@ def read_at_ref(start: Path, ref: str, path: str) -> bytes:
         raise RescueError(f"{path} at {ref} is {blob.size} bytes; too large for a configuration file")
     data: bytes = blob.data_stream.read()
     return data
+
+
+def commit_message(start: Path, sha: str) -> str | None:
+    """The message of commit ``sha`` in the repository holding ``start``; None when unknown."""
+    if not sha or sha.startswith("-"):
+        return None
+    try:
+        return str(_repo(start).commit(sha).message)
+    except Exception:  # links are a convenience: an unknown commit just has none
+        return None

@@ -39,6 +39,7 @@ from rescue_runner.dbt_args import (
     parse_dbt_selects,
     parse_event_time,
 )
+from rescue_runner.flows.artifacts import publish_result, rebuilt_nodes
 
 FLOW_NAME = "transform_and_catalog"
 
@@ -91,6 +92,8 @@ def transform_and_catalog(
             summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", ended_at=_now())
             _write_json(out_dir / "summary.json", summary)
         raise
+    finally:
+        publish_result(summary, log)
 
 
 def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str, str],
@@ -127,7 +130,7 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
         res = _timed(summary, "build", lambda: _invoke(manifest, build_args))
         _store_run_results(res, work / "run_results.json", out_dir / "run_results.json")
         failed, skipped, counts = _outcome(res)
-        summary.update(counts=counts, failed=failed, skipped=skipped)
+        summary.update(counts=counts, failed=failed, skipped=skipped, rebuilt=rebuilt_nodes(res))
         if res.exception is not None or failed or not res.success:
             summary.update(status="failed", catalog="skipped (build failed)", ended_at=_now())
             _write_json(out_dir / "summary.json", summary)

@@ -266,6 +266,7 @@ class RequestState:
     waiting_kind: str | None = None
     waiting_batch: int | None = None
     waiting_since: datetime | None = None
+    waiting_until: datetime | None = None  # when the wait ends by itself (pause, window), if known
     outcome: str | None = None
     last_seq: int = 0
     validated_at: datetime | None = None
@@ -334,7 +335,8 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
     if e.type == WAITING:
         same = s.waiting_kind == f.get("kind") and s.waiting_batch == f.get("batch")
         return replace(s, status="waiting", reason=f.get("reason"), waiting_kind=f.get("kind"),
-                       waiting_batch=f.get("batch"), waiting_since=s.waiting_since if same else e.at)
+                       waiting_batch=f.get("batch"), waiting_since=s.waiting_since if same else e.at,
+                       waiting_until=_instant(f.get("until")))
     if e.type == BATCH_SUBMITTED:
         rec = BatchRecord(index=int(f["batch"]), attempt=int(f.get("attempt") or s.attempt),
                           state=B_SUBMITTED, flow_run_id=f.get("flow_run_id"), url=f.get("url"),
@@ -374,6 +376,16 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
             s = replace(s, fingerprint=None, content_hash=None, plan=(), pause_seconds=0.0)
         return s
     return s
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _with_record(s: RequestState, rec: BatchRecord, *, replace_last: bool = False) -> RequestState:

@@ -98,7 +98,8 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
 
 @click.command()
 @click.argument("request_id", required=False)
-@click.option("--format", "fmt", type=format_option(STATUS_RENDERERS), default="text", show_default=True)
+@click.option("--format", "fmt", type=format_option(STATUS_RENDERERS), default="text", show_default=True,
+              help="markdown: the overview for a pinned issue or a CI job summary.")
 @_now_option
 @click.pass_context
 def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime | None) -> None:
@@ -109,6 +110,7 @@ def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime |
       rescue status
       rescue status 2026-11-23-int-orders-hotfix
       rescue status --format json
+      rescue status --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
     from . import operate
 

@@ -8,7 +8,7 @@ from the protected branch. dbt and Prefect are imported only when some request n
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -131,8 +131,17 @@ class RequestStatus:
 
 @dataclass
 class StatusReport:
+    """``rescue status``: every request, plus what the repository should know about.
+
+    ``stale_on_main``: models changed on the protected branch whose tables still hold the
+    old logic, one mapping each (``model``, and when known ``commit``, ``changed_at``,
+    ``downstream`` (a count), ``hint``); rendered by every status format that shows it.
+    """
+
     requests: list[RequestStatus]
     problems: list[str] = field(default_factory=list)  # audit trail inconsistencies
+    as_of: datetime | None = None
+    stale_on_main: list[Mapping[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": [r.to_dict() for r in self.requests]}
@@ -169,7 +178,7 @@ def status(config_path: Path | None, cwd: Path, request_id: str | None = None, *
             reason = (reason + "; " if reason else "") + "removed from the protected branch"
         out.append(RequestStatus(rid, state, reason, _batches(s), s))
     shown = [e for e in events if request_id in (None, e.request_id)]
-    return StatusReport(out, audit.check_consistency(shown))
+    return StatusReport(out, audit.check_consistency(shown), as_of=w.clock.now())
 
 
 def _order_key(rid: str, states: dict[str, RequestState],

@@ -76,9 +76,9 @@ def context_markdown(ctx: RunContext) -> str:
     this = ctx.this
     out = [f"# Rescue `{_code(ctx.request_id)}`: batch {ctx.batch} of {n}", ""]
     if ctx.reason:
-        out += [f"> {_text(ctx.reason)}", ""]
-    rows = [("Requested by", _text(ctx.requested_by) if ctx.requested_by else "—"),
-            ("Ticket", _text(ctx.ticket) if ctx.ticket else "—"),
+        out += [f"> {md_text(ctx.reason)}", ""]
+    rows = [("Requested by", md_text(ctx.requested_by) if ctx.requested_by else "—"),
+            ("Ticket", md_text(ctx.ticket) if ctx.ticket else "—"),
             ("Approved commit", _commit(ctx)),
             ("Attempt", str(ctx.attempt)),
             ("Full refresh", "**yes**" if ctx.full_refresh else "no")]
@@ -116,7 +116,7 @@ def result_markdown(summary: Mapping[str, Any]) -> str:
     icon = {"success": "✅", "failed": "❌"}.get(status, "•")
     out = [f"# {icon} dbt build {status}", ""]
     if counts:
-        out += [", ".join(f"{_text(str(k))}: {int(v)}" for k, v in sorted(counts.items())), ""]
+        out += [", ".join(f"{md_text(str(k))}: {int(v)}" for k, v in sorted(counts.items())), ""]
     if summary.get("error") and not failed:
         out += ["**Error:**", "", _block(str(summary["error"])), ""]
     if rebuilt:
@@ -124,7 +124,7 @@ def result_markdown(summary: Mapping[str, Any]) -> str:
     if failed:
         out += [f"## Failed ({len(failed)})", ""]
         for f in failed[:MAX_NODES_LISTED]:
-            out.append(f"- `{_code(str(f.get('unique_id')))}` ({_text(str(f.get('status')))})")
+            out.append(f"- `{_code(str(f.get('unique_id')))}` ({md_text(str(f.get('status')))})")
         if len(failed) > MAX_NODES_LISTED:
             out.append(f"- … and {len(failed) - MAX_NODES_LISTED} more")
         first = next((str(f.get("message")) for f in failed if f.get("message")), None)
@@ -135,7 +135,7 @@ def result_markdown(summary: Mapping[str, Any]) -> str:
         out += [f"## Skipped ({len(skipped)})", "", *_nodes(skipped), ""]
     catalog = summary.get("catalog")
     if catalog:
-        out += [f"Catalog: {_text(str(catalog))}", ""]
+        out += [f"Catalog: {md_text(str(catalog))}", ""]
     return "\n".join(out)
 
 
@@ -183,7 +183,7 @@ def _commit(ctx: RunContext) -> str:
 
 def _link(url: str) -> str:
     safe = _url(url)
-    return f"[{_text(safe)}]({safe})"
+    return f"[{md_text(safe)}]({safe})"
 
 
 def _url(url: str) -> str:
@@ -221,7 +221,7 @@ def _duration(seconds: float) -> str:
     return f"~{h}h{m:02d}m" if h else f"~{m}m{sec:02d}s"
 
 
-def _text(text: str) -> str:
+def md_text(text: str) -> str:
     """Untrusted text in markdown: redacted, no HTML, no mentions, no table breaks."""
     text = redact(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("@", "@\u200b").replace("[", "\\[").replace("]", "\\]")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
-from ..audit import AuditEvent
-from ..operate import StatusReport
+from .. import audit
+from ..audit import AuditEvent, RequestState
+from ..operate import RequestStatus, StatusReport
+from .prefect_run import md_text
 
 
 def status_text(report: StatusReport) -> str:
@@ -39,6 +43,159 @@ def status_json(report: StatusReport) -> str:
                                        "state": b["state"]} for b in r.batches]}
                          for r in report.requests]}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def status_markdown(report: StatusReport) -> str:
+    """The repository's overview for a pinned issue or a CI job summary (GitHub-flavoured markdown).
+
+    Sections appear only when they have rows: running, waiting (why, and when the next batch
+    is expected to start), needing attention (failed, needs_operator), pending, finished,
+    and models stale on the protected branch.
+    """
+    groups: dict[str, list[RequestStatus]] = {k: [] for k in ("running", "waiting", "attention",
+                                                             "pending", "finished")}
+    for r in report.requests:
+        groups[_group(r)].append(r)
+    when = f" as of {_at(report.as_of)}" if report.as_of else ""
+    counts = ", ".join(f"{len(v)} {_LABEL[k]}" for k, v in groups.items() if v) or "none"
+    out = ["## Rescue status", "", f"{len(report.requests)} request(s){when}: {counts}.", ""]
+    if groups["running"]:
+        out += ["### Running", "", "| Request | Batch | Flow run | Submitted | Then |",
+                "|---|---|---|---|---|"]
+        for r in groups["running"]:
+            s = _state(r)
+            rec = s.in_flight
+            assert rec is not None
+            out.append(f"| {_rid(r)} | {rec.index} of {len(s.plan)}{_attempt(rec.attempt)} "
+                       f"| {_run_link(r.id, rec.index, rec.flow_run_id, rec.url)} | {_at(rec.submitted_at)} "
+                       f"| {_then(s, rec.index)} |")
+        out.append("")
+    if groups["waiting"]:
+        out += ["### Waiting", "", "| Request | Next batch | Why | Next expected start | Waiting since |",
+                "|---|---|---|---|---|"]
+        for r in groups["waiting"]:
+            s = _state(r)
+            out.append(f"| {_rid(r)} | {_next_batch(s)} | {md_text(r.reason or '')} "
+                       f"| {_expected_start(s)} | {_at(s.waiting_since)} |")
+        out.append("")
+    if groups["attention"]:
+        out += ["### Needs attention", "", "| Request | Outcome | Batch | Failed nodes | Reason |",
+                "|---|---|---|---|---|"]
+        for r in groups["attention"]:
+            s = _state(r)
+            bad = next((b for b in reversed(s.history) if b.state not in (audit.B_COMPLETED,)), None)
+            batch = _run_link(r.id, bad.index, bad.flow_run_id, bad.url) if bad else "—"
+            failed = bad.failed_nodes if bad else ()
+            nodes = ", ".join(f"`{md_text(n.rsplit('.', 1)[-1])}`" for n in failed[:5])
+            out.append(f"| {_rid(r)} | **{md_text(r.state)}** | {batch} | {nodes or '—'} "
+                       f"| {md_text(r.reason or '')} |")
+        out += ["", "An operator decides: `rescue retry <id> --by NAME --reason TEXT` goes on with the next "
+                    "attempt (completed batches stay done).", ""]
+    if groups["pending"]:
+        out += ["### Pending", "", "| Request | Batches | Next expected start | Note |", "|---|---|---|---|"]
+        for r in groups["pending"]:
+            s = _state(r)
+            done = f"{s.completed}/{len(s.plan)}" if s.plan else "—"
+            out.append(f"| {_rid(r)} | {done} | next runner pass | {md_text(r.reason or '')} |")
+        out.append("")
+    if groups["finished"]:
+        out += ["### Finished", "", "| Request | Outcome | Batches | Finished |", "|---|---|---|---|"]
+        for r in groups["finished"]:
+            s = _state(r)
+            out.append(f"| {_rid(r)} | {md_text(r.state)} | {s.completed}/{len(s.plan)} "
+                       f"| {_at(s.finished_at)} |")
+        out.append("")
+    if report.stale_on_main:
+        out += ["### Stale on main", "",
+                "Changed on the protected branch; their tables still hold the old logic until rebuilt.", "",
+                "| Model | Changed in | Downstream | What to do |", "|---|---|---:|---|"]
+        for m in report.stale_on_main:
+            out.append(_stale_row(m))
+        out.append("")
+    if report.problems:
+        out += ["### Audit trail warnings", ""] + [f"- {md_text(p)}" for p in report.problems] + [""]
+    return "\n".join(out)
+
+
+_LABEL = {"running": "running", "waiting": "waiting", "attention": "needing attention", "pending": "pending",
+          "finished": "finished"}
+
+
+def _group(r: RequestStatus) -> str:
+    s = _state(r)
+    if s.in_flight is not None and not s.terminal:
+        return "running"
+    if r.state in (audit.FAILED, audit.NEEDS_OPERATOR):
+        return "attention"
+    if s.terminal:
+        return "finished"
+    return "waiting" if r.state == "waiting" else "pending"
+
+
+def _state(r: RequestStatus) -> RequestState:
+    return r.detail if r.detail is not None else RequestState(r.id)
+
+
+def _rid(r: RequestStatus) -> str:
+    return f"`{md_text(r.id)}`"
+
+
+def _at(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "—"
+
+
+def _attempt(n: int) -> str:
+    return f" (attempt {n})" if n != 1 else ""
+
+
+def _run_link(rid: str, index: int, flow_run_id: str | None, url: str | None) -> str:
+    name = md_text(f"{rid}-batch-{index}")
+    if url:
+        return f"[{name}]({md_text(url)})"
+    return f"{name} ({md_text(flow_run_id[:8])})" if flow_run_id else name
+
+
+def _then(s: RequestState, index: int) -> str:
+    nxt = next((b for b in s.plan if b.index > index), None)
+    if nxt is None:
+        return "last batch"
+    pause = f" after a {_minutes(s.pause_seconds)} pause" if s.pause_seconds else ""
+    return f"batch {nxt.index}{pause}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _next_batch(s: RequestState) -> str:
+    b = s.next_batch
+    if b is None:
+        return "—"
+    extra = ", full refresh" if b.full_refresh else ""
+    extra += ", heavy" if b.heavy else ""
+    return f"{b.index} of {len(s.plan)} ({len(b.models)} model(s){extra})"
+
+
+def _expected_start(s: RequestState) -> str:
+    if s.waiting_kind == audit.QUEUE_BUSY:
+        return "when the queue has room (checked every runner pass)"
+    if s.waiting_until is not None:
+        return _at(s.waiting_until)
+    if s.waiting_kind == audit.PAUSE and s.last_finished and s.last_finished.finished_at:
+        return _at(s.last_finished.finished_at + timedelta(seconds=s.pause_seconds))
+    if s.waiting_kind == audit.WINDOW_CLOSED:
+        return "the window does not open again"
+    return "next runner pass"
+
+
+def _stale_row(m: Mapping[str, Any]) -> str:
+    model = md_text(str(m.get("model") or "?"))
+    commit = str(m.get("commit") or "")
+    changed = " ".join(x for x in (f"`{md_text(commit[:12])}`" if commit else "",
+                                   md_text(str(m["changed_at"])) if m.get("changed_at") else "") if x)
+    down = m.get("downstream")
+    hint = md_text(str(m.get("hint") or "add a rescue request for it (`rescue new`)"))
+    return f"| `{model}` | {changed or '—'} | {down if down is not None else '—'} | {hint} |"
 
 
 def describe(e: AuditEvent) -> str:
@@ -84,6 +241,7 @@ def log_json(events: Sequence[AuditEvent]) -> str:
     return json.dumps({"events": [e.to_dict() for e in events]}, indent=2, ensure_ascii=False) + "\n"
 
 
-STATUS_RENDERERS: dict[str, Callable[[StatusReport], str]] = {"text": status_text, "json": status_json}
+STATUS_RENDERERS: dict[str, Callable[[StatusReport], str]] = {
+    "text": status_text, "json": status_json, "markdown": status_markdown}
 LOG_RENDERERS: dict[str, Callable[[Sequence[AuditEvent]], str]] = {"text": log_text, "json": log_json}
 

@@ -102,7 +102,7 @@ def test_status_markdown_golden(name: str) -> None:
 
 def test_markdown_says_what_each_state_needs() -> None:
     assert "| `2026-12-07-running` | 1 of 2 | [2026-12-07-running-batch-1](http://127.0.0.1:4200/runs/" \
-           "flow-run/11111111-aaaa) | 2026-12-07 09:10 UTC | batch 2 after a 5 min pause |" \
+           "flow-run/11111111-aaaa) | 2026-12-07 09:10 UTC | batch 2 after a 5m00s pause |" \
            in status_markdown(CASES["running"])
     waiting = status_markdown(CASES["waiting"])
     assert "| 2026-12-07 21:00 UTC |" in waiting and "| 2026-12-07 09:35 UTC |" in waiting

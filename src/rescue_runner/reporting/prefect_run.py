@@ -17,6 +17,7 @@ from typing import Any
 
 from ..audit import PlanBatch
 from ..redact import redact, redact_url
+from .units import duration
 
 TAG = "rescue"
 FULL_REFRESH_TAG = "full-refresh"
@@ -213,12 +214,7 @@ def _count(n: int) -> str:
 
 
 def _duration(seconds: float) -> str:
-    if 0 < seconds < 10:
-        return f"~{seconds:.1f}s"
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"~{h}h{m:02d}m" if h else f"~{m}m{sec:02d}s"
+    return "~" + duration(seconds)
 
 
 def md_text(text: str) -> str:

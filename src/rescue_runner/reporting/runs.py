@@ -11,6 +11,7 @@ from .. import audit
 from ..audit import AuditEvent, RequestState
 from ..operate import RequestStatus, StatusReport
 from .prefect_run import md_text
+from .units import duration
 
 
 def status_text(report: StatusReport) -> str:
@@ -159,12 +160,8 @@ def _then(s: RequestState, index: int) -> str:
     nxt = next((b for b in s.plan if b.index > index), None)
     if nxt is None:
         return "last batch"
-    pause = f" after a {_minutes(s.pause_seconds)} pause" if s.pause_seconds else ""
+    pause = f" after a {duration(s.pause_seconds)} pause" if s.pause_seconds else ""
     return f"batch {nxt.index}{pause}"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _next_batch(s: RequestState) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audit import PlanBatch
 from .config import Config
+from .lineage import ancestors
 from .model import Finding, ProjectGraph, Request
 from .reconcile import Approved, Validation
 
@@ -92,7 +93,8 @@ class DbtValidator:
             warnings=tuple(_line(f) for f in report.findings if not f.blocking) + tuple(plan.warnings),
             overrides=tuple(f"{f.code} approved by {f.override.approved_by}: {f.override.reason}"
                             for f in applied_overrides(report.findings) if f.override is not None),
-            context=SubmitContext(request, graph, dbt))
+            context=SubmitContext(request, graph, dbt),
+            upstream=frozenset(ancestors(models, graph.parents)))
 
 
 class BranchValidator:

@@ -68,7 +68,8 @@ OUTCOMES = (SUCCEEDED, FAILED, NEEDS_OPERATOR, EXPIRED, CANCELLED)
 WINDOW_CLOSED = "window_closed"
 QUEUE_BUSY = "queue_busy"
 PAUSE = "pause"
-WAIT_KINDS = (WINDOW_CLOSED, QUEUE_BUSY, PAUSE)
+AFTER_REQUEST = "after_request"  # a request merged earlier that shares lineage goes first
+WAIT_KINDS = (WINDOW_CLOSED, QUEUE_BUSY, PAUSE, AFTER_REQUEST)
 
 # Batch states as recorded (lower case; Prefect's final state types map onto the last five).
 B_SUBMITTED = "submitted"

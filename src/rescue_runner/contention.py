@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,8 +175,10 @@ class Ask:
     """The batch a decision is about, and what holds it back besides the queue.
 
     ``estimated_seconds`` 0: unknown (``default_run_minutes``). ``window_end``: when the
-    request's window closes (None: open-ended). ``timezone``: the request's zone, for the
-    times a person reads. ``reserved``: slots promised to rescues that wait ahead of it.
+    request's window closes (None: open-ended), on the asker's clock, which read ``asked_at``
+    when it asked (the snapshot's clock is Prefect's: the same in production; a test's
+    injected clock is translated). ``timezone``: the request's zone, for the times a person
+    reads. ``reserved``: slots promised to rescues that wait ahead of it.
     """
 
     estimated_seconds: float = 0.0
@@ -184,6 +186,7 @@ class Ask:
     window_end: datetime | None = None
     timezone: str | None = None
     reserved: tuple[Occupant, ...] = ()
+    asked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,8 @@ def occupants(snapshot: ContentionSnapshot, settings: PrefectSettings, now: date
 def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings, now: datetime) -> Decision:
     """Decide whether one batch may be submitted now, with reasons a person can check."""
     s = snapshot
+    if ask.window_end is not None and ask.asked_at is not None and ask.asked_at != now:
+        ask = replace(ask, window_end=ask.window_end + (now - ask.asked_at), asked_at=now)
     est = timedelta(seconds=ask.estimated_seconds if ask.estimated_seconds > 0
                     else settings.forecast.default_run_minutes * 60)
     duration = batch_duration(ask.estimated_seconds, settings)

@@ -11,7 +11,7 @@ The state machine of one request (each arrow is one recorded event)::
 
     (approved on the protected branch)
       -> request_validated --------------------------------------------+
-      -> waiting(window_closed | queue_busy | pause) <-> ...           |
+      -> waiting(window_closed | queue_busy | pause | after_request) <-> ...
       -> batch_submitted(k) -> batch_running(k) -> batch_finished(k)   |
            completed and more batches: back to waiting / submit k+1    |
       -> request_finished(succeeded | failed | needs_operator | expired | cancelled)
@@ -71,6 +71,7 @@ class Validation:
     warnings: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
     context: Any = field(default=None, compare=False, repr=False)
+    upstream: frozenset[str] = frozenset()  # every node the request's models depend on
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,14 @@ NOT_ASKED: Any = _NotAsked()
 
 
 @dataclass(frozen=True)
+class Earlier:
+    """A request merged before this one and not finished; ``models`` None: not validated yet."""
+
+    request_id: str
+    models: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class View:
     """Everything known about one request in this pass."""
 
@@ -113,7 +122,7 @@ class View:
     run: RunView | Any | None = NOT_ASKED  # the in-flight batch's run; None: not found
     found: RunView | Any | None = NOT_ASKED  # a run of the next batch found by its key
     contention: Any = None  # contention.Decision for the next batch
-    queue_blocked: str | None = None  # an earlier request in the order waits for queue slots
+    earlier: tuple[Earlier, ...] = ()  # requests merged before this one and not finished
     recovering: bool = False  # the previous runner died holding the lock: look for its runs first
     lookup: bool = True  # look for an existing run before every submission (cheap on a server)
     running_long: tuple[float, float] | None = None  # (factor of the estimate, minimum seconds)
@@ -346,9 +355,11 @@ def next_step(v: View) -> Step:
                       "when first validated (the request, the selected models, the manifest or the policy "
                       "changed)")
 
-    # 11. Keep the order of requests for queue slots.
-    if v.queue_blocked:
-        return Wait(audit.QUEUE_BUSY, v.queue_blocked, nxt.index)
+    # 11. A request merged earlier and not finished goes first when the two share lineage (the
+    #     same models, or its models upstream of this one's); independent requests do not wait.
+    after = _shared_lineage(s, val, v.earlier)
+    if after is not None:
+        return Wait(audit.AFTER_REQUEST, after, nxt.index)
 
     # 12. A run of this batch may exist already (a runner died before recording it): adopt it.
     if v.found is NOT_ASKED and (v.lookup or v.recovering):
@@ -374,6 +385,22 @@ def _running_long(v: View, rec: audit.BatchRecord, run: RunView) -> RecordRunnin
     ran = (v.now - run.started_at).total_seconds()
     if ran > max(minimum, factor * estimate):
         return RecordRunningLong(rec, ran, estimate)
+    return None
+
+
+def _shared_lineage(s: RequestState, val: Validation, earlier: tuple[Earlier, ...]) -> str | None:
+    mine = frozenset(m for b in s.plan for m in b.models)
+    for e in earlier:
+        if e.models is None:
+            return f"after {e.request_id}: merged earlier and not validated yet (its lineage is unknown)"
+        same = sorted(mine & e.models)
+        above = sorted((val.upstream & e.models) - mine)
+        if same or above:
+            shown = ", ".join(m.rsplit(".", 1)[-1] for m in (same or above)[:3])
+            more = len(same or above) - 3
+            what = "also rebuilds" if same else "depends on"
+            return (f"after {e.request_id}: merged earlier and not finished; this request {what} "
+                    f"{shown}{f' (+{more} more)' if more > 0 else ''}")
     return None
 
 

@@ -23,7 +23,8 @@ from . import audit, reconcile
 from .audit import AuditEvent, BatchRecord, PlanBatch, RequestState
 from .contention import Ask
 from .faults import FaultHook, no_faults
-from .reconcile import NOT_ASKED, Approved, RunView, Validation, View
+from .forecast import Occupant
+from .reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
 
 MAX_STEPS = 64  # per request per pass; a pass that needs more is a bug, not a busy queue
 
@@ -174,6 +175,8 @@ class Runner:
         self.report = ApplyReport("nothing")
         self._unrecorded = False  # a run may exist whose batch_submitted event is not pushed yet
         self._said: dict[str, str] = {}
+        self._promised: list[Occupant] = []  # slots promised this pass to requests waiting ahead
+        self._lineage: dict[str, frozenset[str]] = {}  # models of requests validated ahead of their turn
         # While the lock is held, a thread keeps its lease alive through long steps (a dbt parse of a
         # big project, an embedded batch running in this process).
         self.heartbeat_seconds = heartbeat_seconds
@@ -297,30 +300,30 @@ class Runner:
         states = audit.derive_all(self.store.events())
         todo = self._pending(list(approved.values()), states)
 
-        def key(rid: str) -> tuple[int, int, str]:
-            a, s = approved.get(rid), states.get(rid)
-            prio = a.priority if a is not None else (s.priority if s else 0)
-            merged = a.merge_order if a is not None else (s.merge_order if s and s.merge_order is not None
-                                                          else 1 << 30)
-            return (-prio, merged, rid)
-
+        now = self.clock.now()
+        merge_order = {rid: _merge_order(approved.get(rid), states.get(rid)) for rid in todo}
+        current = dict(states)
         result = _PassResult()
-        queue_blocked: str | None = None
-        for rid in sorted(todo, key=key):
-            state = states.get(rid) or RequestState(rid)
-            r = self._advance(state, approved.get(rid), recovering, queue_blocked)
+        self._promised, self._lineage = [], {}
+        for rid in sorted(todo, key=lambda r: _urgency(approved.get(r), states.get(r), merge_order[r], now)):
+            state = current.get(rid) or RequestState(rid)
+            earlier = tuple(self._earlier(o, current.get(o), approved.get(o), now)
+                            for o in sorted(todo, key=merge_order.__getitem__)
+                            if merge_order[o] < merge_order[rid] and not _done(current.get(o)))
+            r = self._advance(state, approved.get(rid), recovering, earlier)
+            current[rid] = r.state or state
             result.active = result.active or r.active
             if r.wake is not None and (result.wake is None or r.wake < result.wake):
                 result.wake = r.wake
-            if r.queue_wait and queue_blocked is None:
-                queue_blocked = f"queue order: {rid} (earlier in the order) waits for queue slots"
+            if r.promised is not None:
+                self._promised.append(r.promised)
         return result
 
     def _advance(self, state: RequestState, approved: Approved | None, recovering: bool,
-                 queue_blocked: str | None) -> _Advance:
+                 earlier: tuple[Earlier, ...] = ()) -> _Advance:
         rid = state.request_id
         view = View(state=state, approved=approved, now=self.clock.now(), recovering=recovering,
-                    queue_blocked=queue_blocked, lookup=self._lookup_before_submit,
+                    earlier=earlier, lookup=self._lookup_before_submit,
                     running_long=self.running_long)
         for _ in range(MAX_STEPS):
             step = reconcile.next_step(view)
@@ -416,7 +419,7 @@ class Runner:
                 self._note(rid, step.outcome, f"{step.outcome}: {step.reason}")
                 if step.outcome in (audit.FAILED, audit.NEEDS_OPERATOR):
                     self.report.problems.append(rid)
-                return _Advance()
+                return _Advance(state=view.state)
             if isinstance(step, reconcile.Wait):
                 s = view.state
                 if (s.waiting_kind, s.waiting_batch) != (step.kind, step.batch):
@@ -425,13 +428,14 @@ class Runner:
                         fields["until"] = _iso(step.until)
                     view = self._record(view, audit.WAITING, fields)
                 self._note(rid, "waiting", f"waiting ({step.kind}): {step.reason}", {"kind": step.kind})
-                return _Advance(active=step.kind in (audit.PAUSE, audit.QUEUE_BUSY),
-                                wake=step.until if step.kind == audit.PAUSE else None,
-                                queue_wait=step.kind == audit.QUEUE_BUSY)
+                queue = step.kind == audit.QUEUE_BUSY
+                return _Advance(active=step.kind in (audit.PAUSE, audit.QUEUE_BUSY, audit.AFTER_REQUEST),
+                                wake=step.until if step.kind == audit.PAUSE else None, state=view.state,
+                                promised=_promise(rid, view.contention) if queue else None)
             if isinstance(step, reconcile.Idle):
                 if step.active:
                     self._note(rid, "idle", step.reason)
-                return _Advance(active=step.active)
+                return _Advance(active=step.active, state=view.state)
             raise AssertionError(f"unhandled step {step!r}")
         raise RuntimeError(f"{rid}: no decision after {MAX_STEPS} steps (a rescue-runner bug)")
 
@@ -448,9 +452,22 @@ class Runner:
 
     # -- helpers --
 
+    def _earlier(self, rid: str, s: RequestState | None, a: Approved | None, now: datetime) -> Earlier:
+        """A request merged earlier, with its models: from the trail, or (not validated yet, later in
+        this pass's order) from validating it now without recording anything."""
+        if s is not None and s.validated:
+            return Earlier(rid, frozenset(m for b in s.plan for m in b.models))
+        if a is None:
+            return Earlier(rid, frozenset())  # gone before it started: it will not run
+        if rid not in self._lineage:
+            v = self.validator.validate(a, now)
+            self._lineage[rid] = frozenset(m for b in v.batches for m in b.models) if v.ok else frozenset()
+        return Earlier(rid, self._lineage[rid])
+
     def _ask(self, step: reconcile.AskContention) -> Ask:
         b = step.batch
-        return Ask(b.estimated_seconds, b.heavy, step.window_end, step.timezone)
+        return Ask(b.estimated_seconds, b.heavy, step.window_end, step.timezone, tuple(self._promised),
+                   asked_at=self.clock.now())
 
     @property
     def validator(self) -> Validator:
@@ -496,7 +513,39 @@ class Runner:
 class _Advance:
     active: bool = False
     wake: datetime | None = None
-    queue_wait: bool = False
+    state: RequestState | None = None  # the request as this pass left it
+    promised: Occupant | None = None  # the slots a queue wait expects to take at its next fit
+
+
+# ---- the order of requests in a pass -------------------------------------------------------
+
+def _merge_order(a: Approved | None, s: RequestState | None) -> int:
+    if a is not None:
+        return a.merge_order
+    return s.merge_order if s is not None and s.merge_order is not None else 1 << 30
+
+
+def _urgency(a: Approved | None, s: RequestState | None, merged: int,
+             now: datetime) -> tuple[int, datetime, int]:
+    """Priority first; then a request whose window closes soonest; then merge order."""
+    from .windows import closes_at
+
+    prio = a.priority if a is not None else (s.priority if s else 0)
+    window = a.request.window if a is not None and a.request is not None else None
+    closes = closes_at(window, now) if window is not None else None
+    return (-prio, closes or datetime.max.replace(tzinfo=UTC), merged)
+
+
+def _done(s: RequestState | None) -> bool:
+    return s is not None and s.terminal
+
+
+def _promise(rid: str, decision: Any) -> Occupant | None:
+    """A queue wait with a next fit keeps those slots from requests after it in the order (backfill)."""
+    fit, duration = getattr(decision, "next_fit", None), getattr(decision, "duration", None)
+    if fit is None or duration is None:
+        return None
+    return Occupant(rid, fit, fit + duration, decision.needed_slots or 1, kind="reserved")
 
 
 def _is_crash(exc: BaseException) -> bool:

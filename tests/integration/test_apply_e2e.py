@@ -37,6 +37,15 @@ POLICY = {"heavy": {"meta_key": "rescue.heavy"},
                                        "end": "06:00"}]}}
 
 
+# Independent of mart_revenue (no shared model, no shared upstream).
+LIGHT_REQUEST = """version: 1
+reason: "Monthly events mart showed a stale month; rebuild just that mart"
+requested_by: oncall.data
+ticket: DATA-1440
+select: mart_events_monthly
+"""
+
+
 # ---- helpers -------------------------------------------------------------------------------
 
 def sql(lake: ExampleBuild, *statements: str) -> list[Any]:
@@ -226,20 +235,26 @@ def test_heavy_full_refresh_waits_for_its_window_and_for_queue_slots_then_runs(
     assert f"{rid}: waiting (window_closed): window closed: opens 2026-11-25 00:00 UTC" in out
     assert tick(repo, noon + timedelta(minutes=30)).count("waiting") == 1  # still closed, not recorded again
 
-    # The window opens, but nightly work is due in the queue: a heavy batch needs more room.
+    # The window opens, but nightly work is due in the queue while the heavy batch would run: it
+    # waits, and says until when. An independent light request merged after it is not held back.
+    light = "2026-11-24-events-monthly-hotfix"
+    repo.merge_request(light, LIGHT_REQUEST)
     night = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)  # 01:30 in Berlin
     dep = prefect_api.read_deployment(prefect_server.api_url, "transform_and_catalog/rescue_e2e")
-    due = datetime.now(UTC) + timedelta(minutes=10)
+    due = datetime.now(UTC) + timedelta(minutes=2)
     with client(prefect_server.api_url) as c:
         params = {"dbt_selects": {"select": "stg_orders"}}
         nightly = [c.create_flow_run_from_deployment(dep.id, parameters=params, name=f"nightly-marts-{i}",
                                                      state=Scheduled(scheduled_time=due))
-                   for i in range(4)]
+                   for i in range(3)]
     try:
         out = tick(repo, night)
-        assert re.search(rf"{rid}: waiting \(queue_busy\): wait: \d+/5 slots busy, rescue_e2e due in \d+ min"
-                         r".*; needs \d+ free \(1 \+ \d+ reserved \+ 1 heavy\)", out), out
+        assert re.search(rf"{rid}: waiting \(queue_busy\): wait: queue dbt would hold 5 of 4 usable slots at "
+                         r".*rescue_e2e x3 due, batch \(2 slot\(s\)\); next fit \d\d:\d\d UTC, "
+                         r"after rescue_e2e ends", out), out
         assert runs_of(prefect_server, rid) == []
+        assert f"{light}: batch 1/1 submitted" in out
+        (light_run,) = runs_of(prefect_server, light)
         # A dry run shows the same decision and changes nothing.
         recorded = len(repo.audit_events())
         dry = tick(repo, night, "--dry-run")
@@ -249,9 +264,9 @@ def test_heavy_full_refresh_waits_for_its_window_and_for_queue_slots_then_runs(
         with client(prefect_server.api_url) as c:
             for run in nightly:
                 c.delete_flow_run(run.id)
-
-    out = tick(repo, night + timedelta(minutes=5))
-    assert f"{rid}: batch 1/1 submitted" in out
+    assert wait_run(prefect_server, light_run.id).state_type == "COMPLETED"  # one DuckDB writer at a time
+    out = tick(repo, night + timedelta(minutes=2))  # the nightly runs are gone: the heavy batch fits now
+    assert f"{light}: succeeded" in out and f"{rid}: batch 1/1 submitted" in out
     (run,) = runs_of(prefect_server, rid)
     assert run.parameters["full_refresh"] is True
     assert wait_run(prefect_server, run.id).state_type == "COMPLETED"
@@ -276,7 +291,7 @@ def test_status_and_log_tell_the_story(repo: RescueRepo) -> None:
     got = {r["id"]: r for r in json.loads(status.stdout)["requests"]}
     assert {rid: r["state"] for rid, r in got.items()} == {
         "2026-11-23-int-orders-hotfix": "succeeded", "2026-11-23-events-backfill": "succeeded",
-        "2026-11-24-mart-revenue-full-refresh": "succeeded"}
+        "2026-11-24-mart-revenue-full-refresh": "succeeded", "2026-11-24-events-monthly-hotfix": "succeeded"}
     assert all(b["state"] == "completed" and b["flow_run_id"] for r in got.values() for b in r["batches"])
     log = repo.rescue("log").stdout.splitlines()
     assert len(log) == len(repo.audit_events())

@@ -118,6 +118,8 @@ class Spec:
     window_hours: tuple[int, int] | None = None  # daily window in UTC
     expires: datetime | None = None
     order: int = 0
+    heavy: bool = False
+    upstream: tuple[str, ...] = ()  # models its models depend on (e.g. another request's)
 
     def content(self) -> bytes:
         return f"{self.rid}:{self.batches}:{self.pause_minutes}:{self.version}:{self.window_hours}".encode()
@@ -158,9 +160,10 @@ class FakeValidator:
     def validate(self, approved: Approved, now: datetime) -> Validation:
         self.calls += 1
         s = self.specs[approved.request_id]
-        batches = tuple(PlanBatch(i, (f"model.p.{s.rid}_{i}",)) for i in range(1, s.batches + 1))
+        batches = tuple(PlanBatch(i, (f"model.p.{s.rid}_{i}",), heavy=s.heavy)
+                        for i in range(1, s.batches + 1))
         return Validation(ok=True, fingerprint="fp-" + approved.content_hash, batches=batches,
-                          pause_seconds=s.pause_minutes * 60)
+                          pause_seconds=s.pause_minutes * 60, upstream=frozenset(s.upstream))
 
 
 @dataclass
@@ -181,6 +184,8 @@ class FakePrefect:
     runs: dict[str, Run] = field(default_factory=dict)
     submits: dict[tuple[str, int, int], int] = field(default_factory=dict)
     queue_busy: bool = False
+    heavy_waits: bool = False  # only heavy batches find the queue too busy
+    asks: list[Ask] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     audit: list[AuditEvent] = field(default_factory=list)  # to check order at submission
     clock: ManualClock | None = None
@@ -224,7 +229,8 @@ class FakeExecutor:
         return self._view(run)
 
     def contention(self, ask: Ask) -> Decision:
-        if self.p.queue_busy:
+        self.p.asks.append(ask)
+        if self.p.queue_busy or (ask.heavy and self.p.heavy_waits):
             return Decision(False, ("wait: 5/5 slots busy",))
         return Decision(True, ("go: 0/5 slots busy",))
 

@@ -12,7 +12,7 @@ from rescue_runner import audit, reconcile
 from rescue_runner.audit import AuditEvent, PlanBatch
 from rescue_runner.contention import Decision
 from rescue_runner.model import DailyWindow, Request, Window
-from rescue_runner.reconcile import NOT_ASKED, Approved, RunView, Validation, View
+from rescue_runner.reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 BATCHES = (PlanBatch(1, ("model.p.a",)), PlanBatch(2, ("model.p.b",), heavy=True))
@@ -79,8 +79,15 @@ CASES: list[tuple[str, View, type, dict[str, Any]]] = [
      {"kind": audit.QUEUE_BUSY, "reason": "wait: 5/5 slots busy"}),
     ("queue free: submit", view(("v",), validation=OK, found=None, contention=GO), reconcile.Submit,
      {"attempt": 1}),
-    ("an earlier request waits for slots", view(("v",), validation=OK, queue_blocked="queue order: r0"),
-     reconcile.Wait, {"kind": audit.QUEUE_BUSY}),
+    ("an earlier request rebuilds the same model", view(("v",), validation=OK, earlier=(
+        Earlier("r0", frozenset({"model.p.b"})),)), reconcile.Wait, {"kind": audit.AFTER_REQUEST}),
+    ("an earlier request rebuilds an upstream model", view(("v",), validation=replace(
+        OK, upstream=frozenset({"model.p.stg"})), earlier=(Earlier("r0", frozenset({"model.p.stg"})),)),
+     reconcile.Wait, {"kind": audit.AFTER_REQUEST}),
+    ("an earlier request not validated yet", view(("v",), validation=OK, earlier=(Earlier("r0", None),)),
+     reconcile.Wait, {"kind": audit.AFTER_REQUEST}),
+    ("an independent earlier request: go on", view(("v",), validation=OK, earlier=(
+        Earlier("r0", frozenset({"model.p.other"})),)), reconcile.Lookup, {"attempt": 1}),
     ("plan drift", view(("v",), validation=replace(OK, fingerprint="sha256:other")), reconcile.Finish,
      {"outcome": audit.NEEDS_OPERATOR}),
     ("in flight: ask the run", view(("v", "s1")), reconcile.AskRun, {}),

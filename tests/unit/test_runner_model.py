@@ -211,15 +211,48 @@ def _one_tick(specs: dict[str, Spec], prefect: FakePrefect, remote: list[audit.A
     return lines
 
 
-def test_requests_go_by_priority_then_merge_order_and_keep_that_order_for_queue_slots() -> None:
+def test_requests_go_by_priority_then_merge_order_and_each_asks_the_queue() -> None:
     clock, remote = ManualClock(), list[audit.AuditEvent]()
     specs = {"a": Spec("a", 1, order=1), "b": Spec("b", 1, order=2, priority=5), "c": Spec("c", 1, order=3)}
     prefect = FakePrefect(audit=remote, clock=clock, queue_busy=True)
     lines = _one_tick(specs, prefect, remote, clock)
     assert [line for line in lines if "waiting" in line] == [
         "b: waiting (queue_busy): wait: 5/5 slots busy",
-        "a: waiting (queue_busy): queue order: b (earlier in the order) waits for queue slots",
-        "c: waiting (queue_busy): queue order: b (earlier in the order) waits for queue slots"]
+        "a: waiting (queue_busy): wait: 5/5 slots busy",
+        "c: waiting (queue_busy): wait: 5/5 slots busy"]
     prefect.queue_busy = False
     _one_tick(specs, prefect, remote, clock)
     assert [r.rid for r in sorted(prefect.runs.values(), key=lambda r: r.id)] == ["b", "a", "c"]
+
+
+def test_no_head_of_line_blocking_but_lineage_keeps_merge_order() -> None:
+    """A heavy request waiting for room does not hold back an independent light one; a request
+    whose models depend on the waiting one's waits for it to finish."""
+    clock, remote = ManualClock(), list[audit.AuditEvent]()
+    specs = {"heavy": Spec("heavy", 1, order=1, heavy=True),
+             "light": Spec("light", 1, order=2),
+             "below": Spec("below", 1, order=3, upstream=("model.p.heavy_1",))}
+    prefect = FakePrefect(audit=remote, clock=clock, heavy_waits=True)
+    lines = _one_tick(specs, prefect, remote, clock)
+    assert [r.rid for r in prefect.runs.values()] == ["light"]
+    assert "heavy: waiting (queue_busy): wait: 5/5 slots busy" in lines
+    assert ("below: waiting (after_request): after heavy: merged earlier and not finished; "
+            "this request depends on heavy_1") in lines
+    prefect.heavy_waits = False
+    _one_tick(specs, prefect, remote, clock)
+    assert sorted(r.rid for r in prefect.runs.values()) == ["heavy", "light"]
+    for run in prefect.runs.values():
+        run.state = "COMPLETED"
+    _one_tick(specs, prefect, remote, clock)
+    assert sorted(r.rid for r in prefect.runs.values()) == ["below", "heavy", "light"]
+
+
+def test_a_closing_window_goes_first() -> None:
+    clock, remote = ManualClock(), list[audit.AuditEvent]()
+    hour = clock.now().hour
+    specs = {"days": Spec("days", 1, order=1),
+             "closing": Spec("closing", 1, order=2, window_hours=(hour, hour + 1))}
+    prefect = FakePrefect(audit=remote, clock=clock)
+    _one_tick(specs, prefect, remote, clock)
+    assert [r.rid for r in sorted(prefect.runs.values(), key=lambda r: r.id)] == ["closing", "days"]
+    assert [a.window_end is not None for a in prefect.asks] == [True, False]

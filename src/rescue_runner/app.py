@@ -17,6 +17,7 @@ from .model import Finding, Plan, ProjectGraph, Request
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
+    from .contention import BatchStart
     from .estimates import Estimates
 
 
@@ -160,3 +161,39 @@ def check_policies(reports: Sequence[RequestReport], config: Config, graph: Proj
                                 seconds=estimates.seconds, default_seconds=estimates.default_seconds,
                                 plan=r.plan)
             r.findings.extend(evaluate(ctx))
+
+
+def heavy_models(request: Request, models: Sequence[str], graph: ProjectGraph, config: Config,
+                 estimates: Estimates, now: datetime, plan: Plan) -> frozenset[str]:
+    """The request's models the policy calls heavy (they weigh more in the queue)."""
+    from .policies import PolicyContext, policy_from_config
+
+    policy = policy_from_config(config.policy)
+    ctx = PolicyContext(request, frozenset(models), graph, policy, now, seconds=estimates.seconds,
+                        default_seconds=estimates.default_seconds, plan=plan)
+    return frozenset(m for m in models if m in graph.nodes and ctx.heavy_reason(graph.nodes[m]) is not None)
+
+
+def plan_schedule(config: Config, report: RequestReport, graph: ProjectGraph, *, now: datetime,
+                  api_url: str | None) -> tuple[list[BatchStart], str]:
+    """When each batch of a planned request is expected to start: within its window and, with a
+    Prefect server, where the queue forecast says it fits. Also a line saying what was used."""
+    from .contention import expected_starts
+    from .errors import RescueError
+    from .execution import contention_snapshot
+
+    assert report.request is not None and report.plan is not None
+    plan, request = report.plan, report.request
+    estimates, _ = load_estimates(config, report.models)
+    heavy = heavy_models(request, report.models, graph, config, estimates, now, plan)
+    snapshot, basis = None, "no Prefect server (PREFECT_API_URL unset): window and pauses only"
+    if api_url is not None:
+        try:
+            snapshot = contention_snapshot(config, now=now, api_url=api_url)
+            basis = f"queue {config.prefect.work_queue} forecast from {api_url} at {now:%H:%M} UTC"
+        except RescueError as exc:
+            basis = f"queue unknown ({exc}): window and pauses only"
+    batches = [(b.estimated_seconds, bool(heavy.intersection(b.models))) for b in plan.batches]
+    starts = expected_starts(batches, pause_seconds=plan.pause_seconds, now=now, settings=config.prefect,
+                             snapshot=snapshot, window=request.window)
+    return list(starts), basis

@@ -47,9 +47,9 @@ class DbtValidator:
         return self._dbt
 
     def validate(self, approved: Approved, now: datetime) -> Validation:
-        from .app import RequestReport, check_policies, load_estimates, make_plan, open_dbt
+        from .app import RequestReport, check_policies, heavy_models, load_estimates, make_plan, open_dbt
         from .loader import load_text
-        from .policies import PolicyContext, applied_overrides, policy_from_config
+        from .policies import applied_overrides
         from .request import build_request
         from .resolve import resolve, safety_findings
         from .schema import REQUEST_SCHEMA, validate_against_schema
@@ -79,10 +79,7 @@ class DbtValidator:
         check_policies([report], self.config, graph, estimates, now)
         blocking = [f for f in report.findings if f.blocking]
         expired = [f for f in blocking if f.code in EXPIRY_CODES]
-        policy = policy_from_config(self.config.policy)
-        ctx = PolicyContext(request, frozenset(models), graph, policy, now, seconds=estimates.seconds,
-                            default_seconds=estimates.default_seconds, plan=plan)
-        heavy = {m for m in models if m in graph.nodes and ctx.heavy_reason(graph.nodes[m]) is not None}
+        heavy = heavy_models(request, sorted(models), graph, self.config, estimates, now, plan)
         batches = tuple(PlanBatch(b.index, b.models, b.full_refresh, heavy=bool(heavy.intersection(b.models)),
                                   estimated_seconds=b.estimated_seconds)
                         for b in plan.batches)

@@ -126,7 +126,8 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: st
 @dbt_options
 @click.pass_context
 def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
-    """Show the batches a request would run: lineage order, estimates, fingerprint.
+    """Show the batches a request would run: lineage order, estimates, fingerprint, and when
+    each is expected to start (its window, pauses and, with PREFECT_API_URL, the queue forecast).
 
     Markdown adds a Gantt chart and the lineage coloured by batch (Mermaid),
     which GitHub and GitLab render in PR comments.
@@ -147,8 +148,17 @@ def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
     if r.plan is None or report.graph is None or not r.ok:
         click.echo(render_text(report), err=True, nl=False)
         ctx.exit(1)
-    assert r.plan is not None and report.graph is not None
-    click.echo(PLAN_RENDERERS[fmt](r.plan, report.graph), nl=False)
+    assert r.plan is not None and report.graph is not None and r.request is not None
+    from datetime import UTC, datetime
+
+    from .execution import prefect_api_url
+    from .reporting.schedule import with_schedule
+
+    now = datetime.now(UTC)
+    starts, basis = app.plan_schedule(cfg, r, report.graph, now=now, api_url=prefect_api_url())
+    zone = r.request.window.timezone if r.request.window else None
+    rendered = PLAN_RENDERERS[fmt](r.plan, report.graph)
+    click.echo(with_schedule(fmt, rendered, starts, basis, zone, now), nl=False)
 
 
 @cli.command()

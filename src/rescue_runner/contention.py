@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -438,3 +438,76 @@ def _dt(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
+
+
+# ---- the expected start of every batch (``rescue plan``) ----------------------------------
+
+@dataclass(frozen=True)
+class BatchStart:
+    """When a planned batch is expected to start and end (its estimate, without the margin);
+    ``start`` None: not within the horizon."""
+
+    index: int
+    start: datetime | None
+    end: datetime | None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "start": _utc(self.start) if self.start else None,
+                "end": _utc(self.end) if self.end else None, "note": self.note}
+
+
+def expected_starts(batches: Sequence[tuple[float, bool]], *, pause_seconds: float, now: datetime,
+                    settings: PrefectSettings, snapshot: ContentionSnapshot | None = None,
+                    window: Any = None, max_windows: int = 14) -> tuple[BatchStart, ...]:
+    """Expected start and end of each batch ``(estimated_seconds, heavy)``, one after the other
+    with the pause between them, each inside the request's ``window`` (a ``model.Window``; None:
+    any time) and, with a ``snapshot``, where the forecast says it fits the queue as it is now.
+    """
+    from .windows import closes_at, next_open
+
+    out: list[BatchStart] = []
+    t: datetime | None = now
+    for i, (est, heavy) in enumerate(batches, start=1):
+        if t is None:
+            out.append(BatchStart(i, None, None, "after an earlier batch that has no expected start"))
+            continue
+        duration = batch_duration(est, settings)
+        scopes = _scopes(snapshot, Ask(est, heavy), settings, now) if snapshot is not None else []
+        placed: tuple[datetime, str] | None = None
+        at: datetime | None = t
+        for _ in range(max_windows):
+            if at is None:
+                break
+            if window is not None:
+                at = next_open(window, at)
+                if at is None:
+                    break
+            end = closes_at(window, at) if window is not None else None
+            fit = earliest_fit(scopes, after=at, duration=duration, latest_end=end)
+            if fit is not None:
+                placed = (fit[0], f"after {fit[1].label} ends" if fit[1] is not None else "")
+                break
+            at = end  # try the next opening of the window
+        if placed is None:
+            out.append(BatchStart(i, None, None, f"does not fit within {max_windows} window openings"))
+            t = None
+            continue
+        start, why = placed
+        seconds = est if est > 0 else settings.forecast.default_run_minutes * 60
+        out.append(BatchStart(i, start, start + timedelta(seconds=seconds), why))
+        t = start + timedelta(seconds=seconds + pause_seconds)
+    return tuple(out)
+
+
+def describe_starts(starts: Sequence[BatchStart], timezone: str | None, now: datetime) -> list[str]:
+    """One line per batch: its expected start and end in the request's zone and UTC."""
+    t = _Times(timezone, now)
+    lines = []
+    for s in starts:
+        if s.start is None or s.end is None:
+            lines.append(f"batch {s.index}: no expected start ({s.note})")
+            continue
+        why = f", {s.note}" if s.note else ""
+        lines.append(f"batch {s.index}: expected start {t.fmt(s.start)}, end {t.fmt(s.end)}{why}")
+    return lines

@@ -8,7 +8,10 @@ import re
 import shutil
 import sys
 import time
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -196,3 +199,27 @@ def test_manifest_mode_matches_project_mode(repo: Path, example_build, tmp_path:
     _, out2, _ = run(capsys, monkeypatch, repo, "validate", "--format", "json",
                      "--manifest", str(tmp_path / "manifest.json"), str(p))
     assert json.loads(out1)["requests"][0]["models"] == json.loads(out2)["requests"][0]["models"]
+
+
+def test_plan_shows_the_expected_start_of_each_batch(repo: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a Prefect server: the window and the pauses, in the request's zone and UTC."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    night = GOOD + "window:\n  daily: {start: '01:00', end: '05:00'}\n  timezone: Europe/Berlin\n" \
+        "batches:\n  max_models: 2\n  pause_minutes: 5\n"
+    p = _write(repo, "orders-night.yaml", night)
+    code, out, _ = run(capsys, monkeypatch, repo, "plan", str(p))
+    assert code == 0, out
+    text = out.split("expected schedule (no Prefect server (PREFECT_API_URL unset): window and pauses "
+                     "only):\n")[1]
+    assert re.match(r"  batch 1: expected start .*\d\d:\d\d Europe/Berlin \(.*\d\d:\d\d UTC\), end ",
+                    text), text
+    code, out, _ = run(capsys, monkeypatch, repo, "plan", "--format", "json", str(p))
+    schedule = json.loads(out)["schedule"]
+    assert schedule["basis"].startswith("no Prefect server") and len(schedule["batches"]) >= 2
+    starts = [datetime.fromisoformat(b["start"]) for b in schedule["batches"]]
+    ends = [datetime.fromisoformat(b["end"]) for b in schedule["batches"]]
+    berlin = ZoneInfo("Europe/Berlin")
+    # Every batch starts inside the window.
+    assert all(clock_time(1, 0) <= s.astimezone(berlin).time() < clock_time(5, 0) for s in starts)
+    assert starts[1] >= ends[0] + timedelta(minutes=5)  # after batch 1 and the pause

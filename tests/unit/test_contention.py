@@ -133,3 +133,35 @@ def test_properties(snapshot: ContentionSnapshot, heavy: bool, reserve: int, ext
     if heavy:
         assert not (d.go and not decide(snapshot, dataclasses.replace(ask, heavy=False),
                                         settings=settings, now=NOW).go)
+
+
+def test_expected_starts_follow_the_window_the_pauses_and_the_queue() -> None:
+    from datetime import time
+
+    from rescue_runner.contention import describe_starts, expected_starts
+    from rescue_runner.model import DailyWindow, Window
+
+    night = Window(daily=DailyWindow(time(1, 0), time(5, 0)), timezone="Europe/Berlin")
+    settings = PrefectSettings()
+    # 22:00 Berlin: the window opens at 01:00 Berlin (00:00 UTC); batch 2 after batch 1 and a 10 min pause.
+    starts = expected_starts([(1800, False), (600, True)], pause_seconds=600, now=NOW, settings=settings,
+                             window=night)
+    assert [(s.start, s.end) for s in starts] == [
+        (datetime(2026, 11, 24, 0, 0, tzinfo=UTC), datetime(2026, 11, 24, 0, 30, tzinfo=UTC)),
+        (datetime(2026, 11, 24, 0, 40, tzinfo=UTC), datetime(2026, 11, 24, 0, 50, tzinfo=UTC))]
+    assert describe_starts(starts, "Europe/Berlin", NOW)[0] == (
+        "batch 1: expected start 2026-11-24 01:00 Europe/Berlin (2026-11-24 00:00 UTC), "
+        "end 2026-11-24 01:30 Europe/Berlin (2026-11-24 00:30 UTC)")
+    # With the queue: four nightly runs due at 00:00 UTC for an hour leave no room for the heavy batch.
+    busy = ContentionSnapshot.from_dict({
+        "queue_limit": 5, "taken_at": NOW.isoformat(), "typical_seconds": {"nightly": 3600},
+        "due": [{"name": f"n{i}", "deployment": "nightly", "expected_start": "2026-11-24T00:00:00+00:00"}
+                for i in range(3)]})
+    starts = expected_starts([(1800, False), (600, True)], pause_seconds=600, now=NOW, settings=settings,
+                             window=night, snapshot=busy)
+    assert starts[0].start == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    assert starts[1].start == datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+    assert starts[1].note == "after nightly ends"
+    # A batch longer than the window never fits: said, not guessed.
+    (never,) = expected_starts([(6 * 3600, False)], pause_seconds=0, now=NOW, settings=settings, window=night)
+    assert never.start is None and "does not fit" in never.note

@@ -151,6 +151,7 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
 def check_policies(reports: Sequence[RequestReport], config: Config, graph: ProjectGraph | None,
                    estimates: Estimates, now: datetime) -> None:
     """Apply the policy rules to every decoded request (its resolved models, if dbt ran)."""
+    from .deployment_mapping import capabilities, request_findings
     from .policies import PolicyContext, evaluate, policy_from_config
 
     policy = policy_from_config(config.policy)
@@ -159,8 +160,11 @@ def check_policies(reports: Sequence[RequestReport], config: Config, graph: Proj
         if r.request is not None:
             ctx = PolicyContext(r.request, frozenset(r.models), graph, policy, now,
                                 seconds=estimates.seconds, default_seconds=estimates.default_seconds,
-                                plan=r.plan)
+                                plan=r.plan, deployment=capabilities(config.prefect.mapping))
             r.findings.extend(evaluate(ctx))
+            # What the target deployment cannot carry is never dropped silently (prefect.mapping).
+            r.findings.extend(request_findings(r.request, config.prefect.mapping,
+                                               deployment=f"{config.prefect.flow}/{config.prefect.deployment}"))
 
 
 def heavy_models(request: Request, models: Sequence[str], graph: ProjectGraph, config: Config,

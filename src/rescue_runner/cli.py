@@ -346,17 +346,22 @@ def _job_env(values: tuple[str, ...]) -> dict[str, str]:
               help="Environment for the worker's flow runs (NAME alone copies it from here), "
                    "e.g. the warehouse path or profile secrets. Repeatable.")
 @click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("--check", is_flag=True, help="Change nothing: read the deployment's parameter schema and say "
+                                            "which request features it can carry (exit 1 if the mapping "
+                                            "does not fit).")
 @click.pass_context
-def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str) -> None:
+def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str, check: bool) -> None:
     """Create or update the work pool, the `dbt` queue and the `dbt_rerun` deployment.
 
     Idempotent: run it after every change to rescue.yaml's prefect section. Needs
     PREFECT_API_URL; without a server, batches run in-process and need no deployment.
+    With prefect.mapping (your own deployment), use --check: it is never changed.
 
     \b
     Example:
       export PREFECT_API_URL=http://127.0.0.1:4200/api
       rescue deploy --env LAKEHOUSE_DB
+      rescue deploy --check
     """
     import json
 
@@ -364,6 +369,10 @@ def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str) -> None:
     from .config import load_config
 
     cfg = load_config(ctx.obj.get("config"))
+    if check:
+        result = execution.check_deployment(cfg)
+        click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else "\n".join(result.lines()))
+        ctx.exit(0 if result.ok else 1)
     job_env = _job_env(env)
     report = execution.deploy(cfg, job_variables={"env": job_env} if job_env else None)
     if fmt == "json":

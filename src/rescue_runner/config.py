@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deployment_mapping import ParameterMapping
 from .errors import RescueError
 from .model import Finding, Severity
 
@@ -56,6 +57,7 @@ class PrefectSettings:
     reserve_slots: int = 1  # free slots kept for scheduled work
     heavy_extra_slots: int = 1  # a heavy batch needs this many more free slots
     lookahead_minutes: int = 30  # scheduled runs due within this horizon count as contention
+    mapping: ParameterMapping | None = None  # None: rescue-runner's own flow
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
 
@@ -148,7 +150,8 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
             history_dir=_path(root, dbt.get("history_dir")),
         ),
         prefect=PrefectSettings(
-            **{k: v for k, v in pre.items() if k not in ("run_results_storage_path", "forecast")},
+            **{k: v for k, v in pre.items() if k not in ("run_results_storage_path", "forecast", "mapping")},
+            mapping=ParameterMapping.from_data(pre["mapping"]) if pre.get("mapping") else None,
             forecast=ForecastSettings(**dict(pre.get("forecast") or {})),
             run_results_storage_path=_path(root, pre.get("run_results_storage_path", ".rescue/runs")),
         ),

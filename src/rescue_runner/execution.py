@@ -23,6 +23,7 @@ from .adapters import prefect_api
 from .config import Config
 from .contention import Ask, ContentionSnapshot, Decision, decide
 from .dbt_args import UnsafeDbtArgument, check_selector, dbt_build_args
+from .deployment_mapping import Capabilities, MappingError, capabilities, check_schema, map_parameters
 from .errors import RescueError
 from .model import EventTime, PlannedBatch, ProjectGraph
 from .reporting.prefect_run import TAG, RunContext, artifact_key, context_markdown, run_tags
@@ -200,6 +201,10 @@ def deploy(config: Config, *, api_url: str | None = None,
                           hint="export PREFECT_API_URL=http://<host>:4200/api; without a server, "
                           "batches run in-process and need no deployment")
     p = config.prefect
+    if p.mapping is not None:
+        raise RescueError(f"prefect.mapping is set: {p.flow}/{p.deployment} is your own deployment, and "
+                          "`rescue deploy` does not create or change it",
+                          hint="run `rescue deploy --check` to compare the mapping with it")
     params = deployment_parameters(config)
     from . import __version__
 
@@ -213,6 +218,57 @@ def deploy(config: Config, *, api_url: str | None = None,
     return DeployReport(api_url=url, work_pool=p.work_pool, work_queue=p.work_queue,
                         queue_concurrency=p.queue_concurrency, deployment=f"{p.flow}/{p.deployment}",
                         deployment_id=res.deployment_id, parameters=params, notes=res.notes)
+
+
+@dataclass(frozen=True)
+class DeploymentCheck:
+    """``rescue deploy --check``: what the target deployment can carry, and what does not fit."""
+
+    deployment: str
+    deployment_id: str
+    mapped: bool  # False: rescue-runner's own flow
+    capabilities: Capabilities
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.capabilities
+        return {"deployment": self.deployment, "deployment_id": self.deployment_id, "mapped": self.mapped,
+                "ok": self.ok, "problems": list(self.problems),
+                "capabilities": {"full_refresh": c.full_refresh, "event_time": c.event_time,
+                                 "pinned_commit": c.pinned, "branch_only": c.ref_only}}
+
+    def lines(self) -> list[str]:
+        how = "through prefect.mapping" if self.mapped else "rescue-runner's own flow"
+        out = [f"deployment {self.deployment} ({self.deployment_id}), {how}:"]
+        out += [f"  {line}" for line in self.capabilities.lines()]
+        out += [f"problem: {p}" for p in self.problems]
+        if self.capabilities.ref_only:
+            out.append("warning: requests are flagged RR220 "
+                       "(set policy.enforcement.RR220: hard to refuse them)")
+        return out
+
+
+def check_deployment(config: Config, *, api_url: str | None = None) -> DeploymentCheck:
+    """Read the target deployment's parameter schema and say which request features it can carry.
+
+    With ``prefect.mapping``, every mapped parameter must exist (with a fitting type); without
+    it, the deployment must take every parameter rescue-runner's flow sends.
+    """
+    url = api_url or prefect_api_url()
+    if url is None:
+        raise RescueError("PREFECT_API_URL is not set: checking a deployment needs a Prefect server",
+                          hint="export PREFECT_API_URL=http://<host>:4200/api")
+    p = config.prefect
+    dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
+    own = ("dbt_selects", "full_refresh", "event_time_start", "event_time_end")
+    problems = check_schema(p.mapping, dep.parameter_schema, own)
+    return DeploymentCheck(deployment=f"{p.flow}/{p.deployment}", deployment_id=dep.id,
+                           mapped=p.mapping is not None, capabilities=capabilities(p.mapping),
+                           problems=tuple(problems))
 
 
 def contention_snapshot(config: Config, *, now: datetime | None = None,
@@ -286,10 +342,17 @@ def submit_batch(
 
     p = config.prefect
     dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
+    if p.mapping is not None:
+        try:
+            params = map_parameters(p.mapping, params, branch=config.audit.protected_branch)
+        except MappingError as exc:
+            raise RescueError(f"batch {batch.index}: {exc}",
+                              hint="validation reports this as RR020/RR021; fix prefect.mapping") from exc
     unknown = sorted(set(params) - dep.parameter_names)
     if unknown:
-        raise RescueError(f"deployment {p.flow}/{p.deployment} has no parameter(s) {unknown}",
-                          hint="run `rescue deploy` to update the deployment to this version")
+        hint = "fix prefect.mapping in rescue.yaml (`rescue deploy --check` compares it with the " \
+            "deployment)" if p.mapping is not None else "run `rescue deploy` to update the deployment"
+        raise RescueError(f"deployment {p.flow}/{p.deployment} has no parameter(s) {unknown}", hint=hint)
     key = idempotency_key(dep.id, request_id, content_hash, batch.index, attempt)
     run = prefect_api.submit(url, deployment=dep, parameters=params, name=name,
                              tags=tags, idempotency_key=key)

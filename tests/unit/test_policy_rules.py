@@ -4,6 +4,8 @@ A case file holds (see tests/data/rules/README.md):
 
 * ``now``: the injected clock (ISO date-time with offset);
 * ``policy``: the ``policy:`` section of rescue.yaml (checked against the config schema);
+* ``mapping``: the ``prefect.mapping:`` section of rescue.yaml (the target deployment; absent:
+  rescue-runner's own flow);
 * ``graph``: per-model facts merged over a copy of the example project's graph (LAKEHOUSE);
 * ``history``: seconds per model merged over the default history (every model 5 s; null removes);
 * ``selected``: the resolved selection (model names);
@@ -26,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from rescue_runner.deployment_mapping import ParameterMapping, capabilities
 from rescue_runner.loader import load_text
 from rescue_runner.model import NodeInfo, ProjectGraph, RawDocument, Request
 from rescue_runner.policies import (
@@ -92,7 +95,7 @@ def load_case(path: Path) -> dict[str, Any]:
     assert doc is not None, findings
     data: dict[str, Any] = doc.data
     unknown = set(data) - {"description", "now", "policy", "graph", "history", "selected", "file", "request",
-                           "expect"}
+                           "expect", "mapping"}
     assert not unknown, f"{path.name}: unknown case keys {unknown}"
     return data
 
@@ -109,7 +112,9 @@ def build_case_request(case: dict[str, Any]) -> Request:
 
 def context(case: dict[str, Any]) -> PolicyContext:
     policy_data = case.get("policy") or {}
-    problems = validate_against_schema(RawDocument("rescue.yaml", {"policy": policy_data}, {}, ""),
+    mapping = case.get("mapping")
+    config_data = {"policy": policy_data, **({"prefect": {"mapping": mapping}} if mapping else {})}
+    problems = validate_against_schema(RawDocument("rescue.yaml", config_data, {}, ""),
                                        "rescue-config.v1.json")
     assert not problems, problems
     graph = build_graph(case.get("graph") or {})
@@ -123,7 +128,8 @@ def context(case: dict[str, Any]) -> PolicyContext:
     assert selected <= set(graph.nodes), "selected names must be models of the graph"
     return PolicyContext(request=build_case_request(case), models=selected, graph=graph,
                          policy=policy_from_config(policy_data), now=datetime.fromisoformat(case["now"]),
-                         seconds=history)
+                         seconds=history,
+                         deployment=capabilities(ParameterMapping.from_data(mapping) if mapping else None))
 
 
 ALL = sorted(CASES.glob("RR*/*.yaml"))

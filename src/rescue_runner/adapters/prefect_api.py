@@ -45,6 +45,7 @@ class DeploymentInfo:
     parameters: Mapping[str, Any]
     parameter_names: frozenset[str]
     entrypoint: str | None
+    parameter_schema: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def read_deployment(api_url: str, full_name: str) -> DeploymentInfo:
         id=str(d.id), name=d.name, flow_name=full_name.split("/", 1)[0],
         work_pool=d.work_pool_name, work_queue=d.work_queue_name,
         parameters=dict(d.parameters or {}), parameter_names=frozenset(props),
-        entrypoint=d.entrypoint,
+        entrypoint=d.entrypoint, parameter_schema=dict(d.parameter_openapi_schema or {}),
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from ..deployment_mapping import Capabilities
 from ..model import Finding, NodeInfo, Override, Plan, ProjectGraph, Request
 from ..policy import Level, Policy
 
@@ -85,6 +86,7 @@ class PolicyContext:
     seconds: Mapping[str, float] = field(default_factory=dict)
     default_seconds: float = 60.0
     plan: Plan | None = None
+    deployment: Capabilities | None = None  # what the target deployment can carry (prefect.mapping)
 
     # ---- models ---------------------------------------------------------------------------
 

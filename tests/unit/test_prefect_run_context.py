@@ -42,9 +42,9 @@ def test_tags_name_request_ticket_batch_and_full_refresh() -> None:
 def test_context_markdown_says_why_who_what_and_what_comes_next() -> None:
     md = context_markdown(_ctx())
     assert md.startswith("# Rescue `2026-11-23-int-orders-hotfix`: batch 2 of 3\n")
-    assert "| Requested by | ana.engineer |" in md and "| Ticket | DATA-1412 |" in md
-    assert "| Approved commit | `0123456789ab` |" in md
-    assert "| Full refresh | **yes** |" in md and "| Estimate | ~31m40s (heavy) |" in md
+    assert "- **Requested by:** ana.engineer" in md and "- **Ticket:** DATA-1412" in md
+    assert "- **Approved commit:** `0123456789ab`" in md
+    assert "- **Full refresh:** **yes**" in md and "- **Estimate:** ~31m40s (heavy)" in md
     assert "## This batch: 1 model\n\n- `mart_revenue` (model.lakehouse.mart_revenue)" in md
     assert "| 1 | `int_orders`, `int_customer_orders` | ~1m35s | done |" in md
     assert "| **2** | `mart_revenue` | ~31m40s | **this run** |" in md
@@ -70,7 +70,7 @@ def test_result_markdown_lists_rebuilt_failed_skipped_with_first_dbt_message() -
                           "failed": [
                               {"unique_id": "model.p.c", "status": "error", "message": "Binder Error: x"},
                               {"unique_id": "test.p.t", "status": "fail", "message": "Got 2 results"}]})
-    assert md.startswith("# ❌ dbt build failed\n\nerror: 1, skipped: 1, success: 2\n")
+    assert md.startswith("# dbt build FAILED\n\nerror: 1, skipped: 1, success: 2\n")
     assert "## Rebuilt (2)\n\n- `model.p.a`\n- `model.p.b`" in md
     assert "## Failed (2)\n\n- `model.p.c` (error)\n- `test.p.t` (fail)\n\nFirst dbt message:\n\n" \
            "```\nBinder Error: x\n```" in md

@@ -88,7 +88,7 @@ def context_markdown(ctx: RunContext) -> str:
                                    "(end exclusive)"))
     if this is not None:
         rows.append(("Estimate", _duration(this.estimated_seconds) + (" (heavy)" if this.heavy else "")))
-    out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    out += [f"- **{k}:** {v}" for k, v in rows] + [""]
     if this is not None:
         out += [f"## This batch: {_count(len(this.models))}", ""]
         out += [f"- `{_code(_name(m))}` ({_code(m)})" for m in this.models[:MAX_MODELS_LISTED]]
@@ -114,8 +114,8 @@ def result_markdown(summary: Mapping[str, Any]) -> str:
     failed = [f for f in summary.get("failed") or () if isinstance(f, Mapping)]
     skipped = [str(s) for s in summary.get("skipped") or ()]
     rebuilt = [str(s) for s in summary.get("rebuilt") or ()]
-    icon = {"success": "✅", "failed": "❌"}.get(status, "•")
-    out = [f"# {icon} dbt build {status}", ""]
+    verdict = {"success": "succeeded", "failed": "FAILED"}.get(status, status)
+    out = [f"# dbt build {verdict}", ""]
     if counts:
         out += [", ".join(f"{md_text(str(k))}: {int(v)}" for k, v in sorted(counts.items())), ""]
     if summary.get("error") and not failed:
@@ -178,8 +178,8 @@ def _position(ctx: RunContext, b: PlanBatch) -> str:
 def _commit(ctx: RunContext) -> str:
     if not ctx.commit:
         return "—"
-    short = f"`{_code(ctx.commit[:12])}`"
-    return f"[{short}]({_url(ctx.commit_url)})" if ctx.commit_url else short
+    short = _code(ctx.commit[:12])  # a link's text is plain: code spans show their backticks there
+    return f"[{short}]({_url(ctx.commit_url)})" if ctx.commit_url else f"`{short}`"
 
 
 def _link(url: str) -> str:

@@ -27,12 +27,14 @@ from support.example import ExampleBuild, copy_example
 from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker, free_port
 
 from rescue_runner import execution
-from rescue_runner.adapters import prefect_api
+from rescue_runner.adapters import prefect_api, prefect_artifacts
 from rescue_runner.adapters.dbt import DbtProject
+from rescue_runner.audit import PlanBatch
 from rescue_runner.config import Config, config_from_data
 from rescue_runner.errors import RescueError
 from rescue_runner.graph import graph_from_manifest_dict, load_manifest_json
 from rescue_runner.model import NodeInfo, PlannedBatch, ProjectGraph
+from rescue_runner.reporting.prefect_run import RunContext
 
 pytestmark = pytest.mark.slow
 
@@ -493,11 +495,18 @@ def test_embedded_mode_runs_the_batch_in_process(
 
     # The planner's parsed manifest is reused: the flow does not parse again.
     planned = DbtProject.from_project(cfg.dbt.project_dir, cfg.dbt.profiles_dir, cfg.dbt.target)
+    ctx = RunContext(request_id="req-embedded", batch=1, batches=(PlanBatch(1, SMALL_BATCH.models),),
+                     ticket="DATA-7")
     again = execution.submit_batch(cfg, "req-embedded", "sha256:e", SMALL_BATCH, 1, planned.graph(),
-                                   manifest=planned.manifest)
+                                   manifest=planned.manifest, context=ctx)
     assert again.state == "COMPLETED", again.message
     summary = json.loads((Path(str(again.artifacts_dir)) / "summary.json").read_text())
     assert summary["manifest"].startswith("preloaded") and summary["seconds"]["parse"] == 0.0
+    # Embedded runs carry the same tags and artifacts, in the local Prefect database.
+    assert {"rescue", "rescue:req-embedded", "ticket:DATA-7", "batch:1/1"} <= set(again.tags)
+    arts = prefect_artifacts.read_markdown(again.flow_run_id, prefect_home=tmp_path / "prefect-home")
+    assert [a.key for a in arts] == ["rescue-req-embedded-result", "rescue-req-embedded"] and not again.notes
+    assert arts[1].data.startswith("# Rescue `req-embedded`: batch 1 of 1")
 
 
 def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: Path,

@@ -1,21 +1,20 @@
 """Re-validation at apply time: an approved request, judged now by the protected branch's config.
 
-The same pipeline as ``rescue validate`` (strict YAML, schema, selector safety, dbt
-resolution, plan, policy rules via ``app.check_policies``), on content read from git. dbt is
-loaded once per runner, on the first request that needs it.
+The same pipeline as ``rescue validate`` (``pipeline``: strict YAML, schema, selector safety,
+dbt resolution, plan, policy rules), on content read from git. dbt is loaded once per runner,
+on the first request that needs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .audit import PlanBatch
 from .config import Config
 from .lineage import ancestors
-from .model import Finding, ProjectGraph, Request
+from .model import Finding, PlannedBatch, ProjectGraph, Request
 from .reconcile import Approved, Validation
 
 if TYPE_CHECKING:
@@ -46,52 +45,38 @@ class DbtValidator:
         """The dbt project loaded so far (None before the first request that needed it)."""
         return self._dbt
 
-    def validate(self, approved: Approved, now: datetime) -> Validation:
-        from .app import RequestReport, check_policies, heavy_models, load_estimates, make_plan, open_dbt
-        from .loader import load_text
-        from .policies import applied_overrides
-        from .request import build_request
-        from .resolve import resolve, safety_findings
-        from .schema import REQUEST_SCHEMA, validate_against_schema
+    def validate(self, approved: Approved, now: datetime, *,
+                 keep: Sequence[PlannedBatch] | None = None) -> Validation:
+        """The approved content through the one pipeline (``pipeline``), judged at ``now``.
 
-        path = approved.path
-        doc, findings = load_text(approved.content, path)
-        if doc is None or _blocking(findings):
-            return _refused(findings)
-        findings = findings + validate_against_schema(doc, REQUEST_SCHEMA)
-        if _blocking(findings):
-            return _refused(findings)
-        request, more = build_request(doc)
-        findings += more + (safety_findings(request) if request is not None else [])
-        if request is None or _blocking(findings):
-            return _refused(findings)
-        if self._dbt is None:
-            self._dbt = open_dbt(self.config)
-        dbt = self._dbt
-        models, more = resolve(request, dbt)
-        findings += more
-        if _blocking(findings):
-            return _refused(findings)
-        graph = dbt.graph()
-        estimates, _ = load_estimates(self.config)
-        plan = make_plan(request, sorted(models), graph, self.config, estimates)
-        report = RequestReport(path, request.id, list(findings), sorted(models), request, plan)
-        check_policies([report], self.config, graph, estimates, now)
-        blocking = [f for f in report.findings if f.blocking]
+        ``keep`` is the batch cut recorded when the request was first validated: the planner
+        keeps it while it is still valid, so fresher run history alone never looks like drift.
+        """
+        from .pipeline import Checker, decode
+        from .policies import applied_overrides
+
+        report = decode(approved.content, approved.path)
+        if report.request is None or report.blocking:
+            return _refused(report.findings)
+        checker = Checker(self.config, now, dbt=self._dbt)
+        checker.check(report, keep=keep)
+        self._dbt = checker.dbt
+        request, plan = report.request, report.plan
+        blocking = report.blocking
+        if plan is None:
+            return _refused(report.findings)
         expired = [f for f in blocking if f.code in EXPIRY_CODES]
-        heavy = heavy_models(request, sorted(models), graph, self.config, estimates, now, plan)
-        batches = tuple(PlanBatch(b.index, b.models, b.full_refresh, heavy=bool(heavy.intersection(b.models)),
-                                  estimated_seconds=b.estimated_seconds)
-                        for b in plan.batches)
+        assert checker.dbt is not None
         return Validation(
-            ok=not blocking, fingerprint=plan.fingerprint, batches=batches, pause_seconds=plan.pause_seconds,
+            ok=not blocking, fingerprint=plan.fingerprint, batches=plan.batches,
+            pause_seconds=plan.pause_seconds,
             problems=tuple(_line(f) for f in blocking),
             expired=f"expired ({expired[0].code}): {expired[0].message}" if expired else None,
             warnings=tuple(_line(f) for f in report.findings if not f.blocking) + tuple(plan.warnings),
             overrides=tuple(f"{f.code} approved by {f.override.approved_by}: {f.override.reason}"
                             for f in applied_overrides(report.findings) if f.override is not None),
-            context=SubmitContext(request, graph, dbt),
-            upstream=frozenset(ancestors(models, graph.parents)))
+            context=SubmitContext(request, checker.dbt.graph(), checker.dbt),
+            upstream=frozenset(ancestors(plan.models, checker.dbt.graph().parents)))
 
 
 class BranchValidator:
@@ -114,13 +99,9 @@ class BranchValidator:
         return self._current[1].validate(approved, now)
 
 
-def _blocking(findings: list[Finding]) -> bool:
-    return any(f.blocking for f in findings)
-
-
 def _line(f: Finding) -> str:
     return f"{f.code} {f.message}" + (f" (line {f.line})" if f.line else "")
 
 
-def _refused(findings: list[Finding]) -> Validation:
+def _refused(findings: Sequence[Finding]) -> Validation:
     return Validation(ok=False, problems=tuple(_line(f) for f in findings if f.blocking))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from .model import PlannedBatch
+
 SCHEMA_VERSION = 1
 EVENTS_DIR = "events"
 
@@ -202,26 +204,6 @@ def timeline(events: Iterable[AuditEvent]) -> list[AuditEvent]:
 # ---- state: a fold over events -------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PlanBatch:
-    """One batch as approved (recorded in request_validated)."""
-
-    index: int
-    models: tuple[str, ...]
-    full_refresh: bool = False
-    heavy: bool = False
-    estimated_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "models": list(self.models), "full_refresh": self.full_refresh,
-                "heavy": self.heavy, "estimated_seconds": self.estimated_seconds}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PlanBatch:
-        return cls(int(d["index"]), tuple(str(m) for m in d["models"]), bool(d.get("full_refresh")),
-                   bool(d.get("heavy")), float(d.get("estimated_seconds") or 0.0))
-
-
-@dataclass(frozen=True)
 class BatchRecord:
     """What the trail says about one batch in one attempt."""
 
@@ -260,7 +242,7 @@ class RequestState:
     path: str | None = None
     priority: int = 0
     merge_order: int | None = None
-    plan: tuple[PlanBatch, ...] = ()
+    plan: tuple[PlannedBatch, ...] = ()
     pause_seconds: float = 0.0
     batches: Mapping[int, BatchRecord] = field(default_factory=dict)  # current attempt, by index
     history: tuple[BatchRecord, ...] = ()  # every record of every attempt, in order
@@ -296,7 +278,7 @@ class RequestState:
         return len({b.index for b in self.history if b.state == B_COMPLETED})
 
     @property
-    def next_batch(self) -> PlanBatch | None:
+    def next_batch(self) -> PlannedBatch | None:
         """The first approved batch not completed yet (None when all are)."""
         done = {b.index for b in self.history if b.state == B_COMPLETED}
         return next((b for b in self.plan if b.index not in done), None)
@@ -331,7 +313,7 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
             s, status="pending", reason=None, content_hash=f.get("content_hash"),
             fingerprint=f.get("fingerprint"), path=f.get("path"), priority=int(f.get("priority") or 0),
             merge_order=f.get("merge_order"),
-            plan=tuple(PlanBatch.from_dict(b) for b in f.get("batches") or ()),
+            plan=tuple(PlannedBatch.from_dict(b) for b in f.get("batches") or ()),
             pause_seconds=float(f.get("pause_seconds") or 0.0), validated_at=e.at)
     if e.type == WAITING:
         same = s.waiting_kind == f.get("kind") and s.waiting_batch == f.get("batch")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import execution
-from .audit import BatchRecord, PlanBatch, RequestState
+from .audit import BatchRecord, RequestState
 from .config import Config
 from .contention import Ask, Decision
 from .errors import RunNotFound
@@ -46,11 +46,11 @@ class ServerExecutor:
             self._deployment_id = prefect_api.read_deployment(self.api_url, f"{p.flow}/{p.deployment}").id
         return self._deployment_id
 
-    def key(self, state: RequestState, batch: PlanBatch, attempt: int) -> str:
+    def key(self, state: RequestState, batch: PlannedBatch, attempt: int) -> str:
         return execution.idempotency_key(self.deployment_id, state.request_id, state.content_hash or "",
                                          batch.index, attempt)
 
-    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None:
+    def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None:
         from .adapters import prefect_api
 
         key = self.key(state, batch, attempt)
@@ -59,11 +59,11 @@ class ServerExecutor:
                 return self._view(run)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
         ctx = validation.context
         sub = execution.submit_batch(
-            self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
+            self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url,
             context=run_context(self.config, approved, validation, state, batch, attempt))
         return RunView(sub.flow_run_id, sub.state, final=(sub.state or "") in _FINAL, url=sub.url,
@@ -78,7 +78,7 @@ class ServerExecutor:
             return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
         return self._view(run)
 
-    def contention(self, batch: PlanBatch) -> Decision:
+    def contention(self, batch: PlannedBatch) -> Decision:
         # The queue lives in real time (heartbeats, due runs): never judge it by an injected clock.
         return execution.contention(self.config, heavy=batch.heavy, api_url=self.api_url)
 
@@ -109,7 +109,7 @@ class EmbeddedExecutor:
         self.config = config
         self.home = execution.embedded_prefect_home(config)
 
-    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None:
+    def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None:
         from .adapters import prefect_embedded
 
         known = {b.flow_run_id for b in state.history}
@@ -119,11 +119,11 @@ class EmbeddedExecutor:
                 return self._view(run)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
         ctx = validation.context
         sub = execution.submit_batch(
-            self.config, state.request_id, state.content_hash or "", _planned(batch), attempt, ctx.graph,
+            self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
             manifest=_parsed_manifest(ctx.dbt),
             context=run_context(self.config, approved, validation, state, batch, attempt))
@@ -158,7 +158,7 @@ def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:
 
 
 def run_context(config: Config, approved: Approved, validation: Validation, state: RequestState,
-                batch: PlanBatch, attempt: int) -> RunContext:
+                batch: PlannedBatch, attempt: int) -> RunContext:
     """What the batch's flow run shows in Prefect (tags, context artifact): from the approved request."""
     from .adapters.git import commit_message
 
@@ -195,8 +195,3 @@ def _parsed_manifest(dbt: Any) -> Any:
     """The manifest validation parsed from the configured project (the flow then skips its own
     parse); None when validation read a manifest artifact, which may not be this project."""
     return dbt.manifest if str(getattr(dbt, "source", "")).startswith("project") else None
-
-
-def _planned(batch: PlanBatch) -> PlannedBatch:
-    return PlannedBatch(index=batch.index, models=batch.models, full_refresh=batch.full_refresh,
-                        estimated_seconds=batch.estimated_seconds)

@@ -18,6 +18,11 @@ from .model import NodeInfo, ProjectGraph
 # Resource types a rescue can select (everything else is only followed for lineage).
 SELECTABLE_TYPES = frozenset({"model", "seed", "snapshot"})
 
+# The node config that decides what a rebuild does; with the code checksum it is the node's digest
+# (``node_digests``), which plan fingerprints cover for the selected nodes and their ancestors.
+CONFIG_KEYS = ("materialized", "full_refresh", "incremental_strategy", "event_time", "begin",
+               "batch_size", "tags", "meta", "unique_key", "enabled", "on_schema_change")
+
 # Top-level manifest sections whose entries have graph edges when parent_map is absent.
 _EDGE_SECTIONS = (
     "nodes",
@@ -61,7 +66,25 @@ def graph_from_manifest_dict(d: Mapping[str, Any]) -> ProjectGraph:
         nodes=nodes,
         parents=dict(sorted(parents.items())),
         identity=manifest_identity(d),
+        digests=node_digests(d),
     )
+
+
+def node_digests(d: Mapping[str, Any]) -> dict[str, str]:
+    """``{unique_id: digest}`` of every node and source: its code checksum and ``CONFIG_KEYS`` config.
+
+    A fingerprint that covers the digests of a request's nodes and their ancestors changes when
+    one of them changes, and only then (an unrelated model's change leaves it alone).
+    """
+    out: dict[str, str] = {}
+    for section in ("nodes", "sources"):
+        for uid, entry in (d.get(section) or {}).items():
+            cfg = entry.get("config") if isinstance(entry, Mapping) else None
+            cfg = cfg if isinstance(cfg, Mapping) else {}
+            blob = json.dumps([_checksum(entry), {k: cfg.get(k) for k in CONFIG_KEYS}], sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=True, default=str).encode()
+            out[uid] = hashlib.sha256(blob).hexdigest()[:32]
+    return out
 
 
 def manifest_identity(d: Mapping[str, Any]) -> str:

@@ -172,24 +172,60 @@ class ProjectGraph:
     ``parents`` covers every node (models, seeds, snapshots, sources, tests ...),
     so ancestry through unselected nodes can be followed. ``nodes`` holds the
     nodes that can be selected for a rescue (models, seeds, snapshots).
-    ``identity`` names the manifest (hash of its node checksums) for fingerprints.
+    ``identity`` names the manifest (hash of its node checksums); ``digests`` holds one digest
+    per node (code checksum and config), so a plan fingerprint covers only the nodes it builds
+    and their ancestors.
     """
 
     nodes: Mapping[str, NodeInfo]
     parents: Mapping[str, tuple[str, ...]]
     identity: str
+    digests: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
 class PlannedBatch:
-    """One dbt invocation: models in lineage order, all with the same full-refresh flag."""
+    """One dbt invocation: models in lineage order, all with the same full-refresh flag.
+
+    The one batch type from planning to the audit trail and the flow run: the plan shown in a
+    pull request, the ``batches`` of a ``request_validated`` event and what a flow run builds.
+    ``heavy`` says the batch holds a model the policy calls heavy (it waits for quiet windows
+    and heavy queue slots).
+    """
 
     index: int  # 1-based
     models: tuple[str, ...]
-    full_refresh: bool
-    estimated_seconds: float
+    full_refresh: bool = False
+    estimated_seconds: float = 0.0
     unknown_estimates: tuple[str, ...] = ()  # models whose estimate is the stated default
     start_offset_seconds: float = 0.0  # from plan start, including earlier pauses
+    heavy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "models": list(self.models),
+            "full_refresh": self.full_refresh,
+            "heavy": self.heavy,
+            "estimated_seconds": self.estimated_seconds,
+            "unknown_estimates": list(self.unknown_estimates),
+            "start_offset_seconds": self.start_offset_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PlannedBatch:
+        """Read ``to_dict`` output; KeyError / TypeError / ValueError when it is not one."""
+        models = d["models"]
+        if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in models):
+            raise ValueError("batch models must be a list of unique ids")
+        return cls(int(d["index"]), tuple(models), bool(d.get("full_refresh")),
+                   float(d.get("estimated_seconds") or 0.0),
+                   tuple(str(m) for m in d.get("unknown_estimates") or ()),
+                   float(d.get("start_offset_seconds") or 0.0), bool(d.get("heavy")))
+
+    def same_work(self, other: PlannedBatch) -> bool:
+        """Whether two batches build the same thing (estimates and the history-based heavy flag aside)."""
+        return (self.index, self.models, self.full_refresh) == (other.index, other.models, other.full_refresh)
 
 
 @dataclass(frozen=True)
@@ -211,17 +247,7 @@ class Plan:
         return {
             "id": self.request_id,
             "fingerprint": self.fingerprint,
-            "batches": [
-                {
-                    "index": b.index,
-                    "models": list(b.models),
-                    "full_refresh": b.full_refresh,
-                    "estimated_seconds": b.estimated_seconds,
-                    "unknown_estimates": list(b.unknown_estimates),
-                    "start_offset_seconds": b.start_offset_seconds,
-                }
-                for b in self.batches
-            ],
+            "batches": [b.to_dict() for b in self.batches],
             "estimated_seconds": self.estimated_seconds,
             "pause_seconds": self.pause_seconds,
             "warnings": list(self.warnings),

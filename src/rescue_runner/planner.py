@@ -23,11 +23,11 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .estimates import Estimates
-from .lineage import induced_dependencies, order_from_dependencies
+from .lineage import ancestors, induced_dependencies, order_from_dependencies
 from .model import Plan, PlannedBatch, ProjectGraph, Request
 
 # Bump when the same inputs would give a different plan or fingerprint.
-PLANNER_FORMAT = 1
+PLANNER_FORMAT = 2
 _SLACK = 1e-9  # float sums of estimates must not split a batch that fits exactly
 
 
@@ -39,13 +39,21 @@ def build_plan(
     *,
     policy_hash: str = "",
     full_refresh_ids: Collection[str] | None = None,
+    heavy_ids: Collection[str] = (),
+    keep: Sequence[PlannedBatch] | None = None,
 ) -> Plan:
     """Plan ``selected`` (resolved unique_ids) for ``request`` on ``graph``.
 
     ``full_refresh_ids`` are the models that need ``--full-refresh``; by default all
     of the selection when ``request.full_refresh`` is set, else none. A batch never
-    mixes them with the others. Same inputs give the same Plan, byte for byte.
+    mixes them with the others. ``heavy_ids`` are the models the policy calls heavy: a batch
+    holding one is marked ``heavy``. Same inputs give the same Plan, byte for byte.
+
+    ``keep`` is a cut approved earlier (the batches of a ``request_validated`` event): while
+    it is still a valid cut of this selection (the same models, one kind per batch, lineage
+    order, ``max_models``), it is kept, so fresher run history never re-cuts an approved plan.
     """
+
     models = sorted(set(selected))
     if full_refresh_ids is None:
         fr = set(models) if request.full_refresh else set()
@@ -55,6 +63,7 @@ def build_plan(
         if strays:
             raise ValueError(f"full_refresh_ids outside the selection: {', '.join(strays[:5])}")
     max_models, max_seconds, pause = _limits(request)
+    heavy = frozenset(heavy_ids)
 
     deps = induced_dependencies(models, graph.parents)
     order = order_from_dependencies(deps)
@@ -81,7 +90,11 @@ def build_plan(
     def cut(run: Sequence[str]) -> list[list[str]]:
         return _chunks(run, seconds, max_models, max_seconds)
 
-    for is_fr, chunk in _batches(order, deps, fr, cut):
+    if keep is not None and valid_cut(keep, models, deps, fr, max_models):
+        chunks = [(b.full_refresh, list(b.models)) for b in keep]
+    else:
+        chunks = _batches(order, deps, fr, cut)
+    for is_fr, chunk in chunks:
         est = round(math.fsum(seconds[m] for m in chunk), 3)
         index = len(batches) + 1
         if max_seconds is not None and len(chunk) == 1 and seconds[chunk[0]] > max_seconds + _SLACK:
@@ -97,6 +110,7 @@ def build_plan(
                 estimated_seconds=est,
                 unknown_estimates=tuple(m for m in chunk if m in unknown),
                 start_offset_seconds=round(offset, 3),
+                heavy=not heavy.isdisjoint(chunk),
             )
         )
         offset += est + pause
@@ -111,7 +125,8 @@ def build_plan(
 
     return Plan(
         request_id=request.id,
-        fingerprint=plan_fingerprint(request, models, graph, policy_hash=policy_hash, full_refresh_ids=fr),
+        fingerprint=plan_fingerprint(request, models, graph, policy_hash=policy_hash, full_refresh_ids=fr,
+                                     batches=batches),
         batches=tuple(batches),
         estimated_seconds=round(math.fsum(b.estimated_seconds for b in batches), 3),
         pause_seconds=pause,
@@ -126,18 +141,24 @@ def plan_fingerprint(
     *,
     policy_hash: str = "",
     full_refresh_ids: Collection[str] = (),
+    batches: Sequence[PlannedBatch] = (),
 ) -> str:
-    """``sha256:`` of what was reviewed: request bytes, resolved models, manifest, policies, format.
+    """``sha256:`` of what was reviewed, scoped to the request.
 
-    Estimates are deliberately left out: fresher history may re-cut batches, but the
-    same fingerprint always means the same models on the same manifest.
+    Covered: the request bytes, the resolved models, the full-refresh set, the batches (models,
+    full refresh), the policy, and the digest (code checksum and config) of every
+    selected node and of every node it depends on. Not covered: the rest of the manifest (an
+    unrelated merge leaves the fingerprint alone) and the estimates.
     """
+    models = sorted(set(selected))
+    scope = set(models) | ancestors(models, graph.parents)
     payload = {
         "format": PLANNER_FORMAT,
         "request": request.content_hash,
-        "models": sorted(set(selected)),
+        "models": models,
         "full_refresh": sorted(set(full_refresh_ids)),
-        "graph": graph.identity,
+        "batches": [[list(b.models), b.full_refresh] for b in batches],
+        "nodes": {uid: graph.digests.get(uid, "") for uid in sorted(scope)},
         "policy": policy_hash,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -147,6 +168,21 @@ def plan_fingerprint(
 def plan_to_json(plan: Plan) -> str:
     """The plan as JSON in the documented key order (``Plan.to_dict``), newline-terminated."""
     return json.dumps(plan.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def valid_cut(batches: Sequence[PlannedBatch], models: Collection[str], deps: Mapping[str, Collection[str]],
+              fr: Collection[str], max_models: int | None) -> bool:
+    """Whether ``batches`` run exactly ``models``, each model once, indexes 1..n, one full-refresh
+    kind per batch matching ``fr``, every model after its dependencies, within ``max_models``."""
+    seen: set[str] = set()
+    for i, b in enumerate(batches, start=1):
+        if b.index != i or not b.models or (max_models is not None and len(b.models) > max_models):
+            return False
+        for m in b.models:
+            if m in seen or m not in deps or (m in fr) != b.full_refresh or not set(deps[m]) <= seen:
+                return False
+            seen.add(m)
+    return seen == set(models)
 
 
 def _limits(request: Request) -> tuple[int | None, float | None, float]:

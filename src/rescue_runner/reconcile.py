@@ -30,8 +30,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import audit
-from .audit import PlanBatch, RequestState
-from .model import Request
+from .audit import RequestState
+from .model import PlannedBatch, Request
 
 # ---- facts ---------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ class Validation:
 
     ok: bool
     fingerprint: str | None = None
-    batches: tuple[PlanBatch, ...] = ()
+    batches: tuple[PlannedBatch, ...] = ()
     pause_seconds: float = 0.0
     problems: tuple[str, ...] = ()  # blocking findings, one line each
     expired: str | None = None  # RR103 / RR307: it can never run any more
@@ -147,7 +147,7 @@ class AskRun:
 class Lookup:
     """Question: does a run of this batch and attempt already exist (by idempotency key)?"""
 
-    batch: PlanBatch
+    batch: PlannedBatch
     attempt: int
 
 
@@ -155,7 +155,7 @@ class Lookup:
 class AskContention:
     """Question: may a batch (heavy or not) be submitted now, and end before its window closes?"""
 
-    batch: PlanBatch
+    batch: PlannedBatch
     window_end: datetime | None = None  # None: the request's window does not close soon
     timezone: str | None = None  # the request's zone, for the times in the decision
 
@@ -169,14 +169,14 @@ class RecordValidated:
 class Adopt:
     """A run of the next batch exists but the trail does not say so: record it, do not resubmit."""
 
-    batch: PlanBatch
+    batch: PlannedBatch
     attempt: int
     run: RunView
 
 
 @dataclass(frozen=True)
 class Submit:
-    batch: PlanBatch
+    batch: PlannedBatch
     attempt: int
     reasons: tuple[str, ...] = ()  # the contention decision, for the report
 

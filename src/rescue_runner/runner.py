@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from . import audit, reconcile
-from .audit import AuditEvent, BatchRecord, PlanBatch, RequestState
+from .audit import AuditEvent, BatchRecord, RequestState
 from .contention import Ask
 from .faults import FaultHook, no_faults
 from .forecast import Occupant
+from .model import PlannedBatch
 from .reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
 
 MAX_STEPS = 64  # per request per pass; a pass that needs more is a bug, not a busy queue
@@ -81,8 +82,8 @@ class Executor(Protocol):
     mode: str
     lookup_before_submit: bool  # False: runs can only exist unrecorded after a crash (embedded)
 
-    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None: ...
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+    def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None: ...
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView: ...
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None: ...
     def contention(self, ask: Ask) -> Any: ...  # contention.Decision
@@ -571,7 +572,7 @@ def _validated_fields(approved: Approved | None, v: Validation, attempt: int) ->
     }
 
 
-def _submitted_fields(batch: PlanBatch, attempt: int, run: RunView, *, adopted: bool) -> dict[str, Any]:
+def _submitted_fields(batch: PlannedBatch, attempt: int, run: RunView, *, adopted: bool) -> dict[str, Any]:
     return {"batch": batch.index, "attempt": attempt, "flow_run_id": run.flow_run_id, "url": run.url,
             "name": run.name, "idempotency_key": run.idempotency_key, "mode": run.mode, "adopted": adopted,
             "state": run.state, "models": len(batch.models)}

@@ -15,7 +15,6 @@ from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
 
 from rescue_runner import execution
 from rescue_runner.adapters import prefect_api, prefect_artifacts
-from rescue_runner.audit import PlanBatch
 from rescue_runner.config import config_from_data
 from rescue_runner.graph import graph_from_manifest_dict, load_manifest_json
 from rescue_runner.model import PlannedBatch
@@ -26,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 SECRET = "glpat-PlantedSecret0042xyz"
 URL_PASSWORD = "hunter2urlpass"
-PLAN = (PlanBatch(1, ("model.lakehouse.stg_orders",), False, False, 3.0),
-        PlanBatch(2, ("model.lakehouse.int_orders",), False, False, 4.0))
+PLAN = (PlannedBatch(1, ("model.lakehouse.stg_orders",), estimated_seconds=3.0),
+        PlannedBatch(2, ("model.lakehouse.int_orders",), estimated_seconds=4.0))
 
 
 def test_batch_run_carries_tags_context_and_result_artifacts(

@@ -17,11 +17,11 @@ from typing import Any
 
 from rescue_runner import audit
 from rescue_runner.adapters.git_audit import LockLost
-from rescue_runner.audit import AuditEvent, BatchRecord, PlanBatch, RequestState
+from rescue_runner.audit import AuditEvent, BatchRecord, RequestState
 from rescue_runner.contention import Ask, Decision
 from rescue_runner.errors import RescueError
 from rescue_runner.faults import Crash
-from rescue_runner.model import DailyWindow, Request, Window
+from rescue_runner.model import DailyWindow, PlannedBatch, Request, Window
 from rescue_runner.reconcile import MISSING, Approved, RunView, Validation
 from rescue_runner.runner import LockResult
 
@@ -160,7 +160,7 @@ class FakeValidator:
     def validate(self, approved: Approved, now: datetime) -> Validation:
         self.calls += 1
         s = self.specs[approved.request_id]
-        batches = tuple(PlanBatch(i, (f"model.p.{s.rid}_{i}",), heavy=s.heavy)
+        batches = tuple(PlannedBatch(i, (f"model.p.{s.rid}_{i}",), heavy=s.heavy)
                         for i in range(1, s.batches + 1))
         return Validation(ok=True, fingerprint="fp-" + approved.content_hash, batches=batches,
                           pause_seconds=s.pause_minutes * 60, upstream=frozenset(s.upstream))
@@ -201,17 +201,17 @@ class FakeExecutor:
         self.lookup_before_submit = prefect.lookup_before_submit
 
     @staticmethod
-    def key(state: RequestState, batch: PlanBatch, attempt: int) -> str:
+    def key(state: RequestState, batch: PlannedBatch, attempt: int) -> str:
         return f"{state.request_id}|{state.content_hash}|{batch.index}|{attempt}"
 
-    def find_run(self, state: RequestState, batch: PlanBatch, attempt: int) -> RunView | None:
+    def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None:
         key = self.key(state, batch, attempt)
         for r in self.p.runs.values():
             if r.key == key:
                 return self._view(r)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlanBatch,
+    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
         k = (state.request_id, batch.index, attempt)
         self.p.submits[k] = self.p.submits.get(k, 0) + 1

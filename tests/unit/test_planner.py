@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -225,8 +226,13 @@ def test_empty_selection_and_bad_arguments() -> None:
 
 
 def test_fingerprint_covers_what_was_reviewed_and_not_the_estimates() -> None:
-    parents = {"model.p.a": (), "model.p.b": ("model.p.a",)}
-    graph = graph_of(parents)
+    parents = {"source.p.raw": (), "model.p.a": ("source.p.raw",), "model.p.b": ("model.p.a",),
+               "model.p.other": ()}
+    digests = {uid: "d0" for uid in parents}
+    graph = replace(graph_of(parents), digests=digests)
+
+    def with_digest(uid: str, value: str) -> ProjectGraph:
+        return replace(graph, digests={**digests, uid: value}, identity="sha256:other")
 
     def fp(**kw: object) -> str:
         req = kw.pop("req", request(max_models=1))
@@ -242,12 +248,17 @@ def test_fingerprint_covers_what_was_reviewed_and_not_the_estimates() -> None:
     for changed in (
         fp(req=request(max_models=1, content_hash="sha256:other")),
         fp(sel=["model.p.a"]),
-        fp(graph=graph_of(parents, identity="sha256:other")),
+        fp(graph=with_digest("model.p.b", "d1")),  # a selected model's code or config
+        fp(graph=with_digest("source.p.raw", "d1")),  # an ancestor of the selection
         fp(policy_hash="sha256:policies"),
         fp(full_refresh_ids=["model.p.b"]),
     ):
         assert changed != base
-    assert plan_fingerprint(request(max_models=1), parents, graph) == base
+    # Scoped to the request: an unrelated model's change (a new manifest identity) leaves it alone.
+    assert fp(graph=with_digest("model.p.other", "d1")) == base
+    plan = build_plan(request(max_models=1), ["model.p.a", "model.p.b"], graph, Estimates())
+    assert plan_fingerprint(request(max_models=1), ["model.p.a", "model.p.b"], graph,
+                            batches=plan.batches) == base
 
 
 # A small hand-made project: two staging chains joined in a mart, a side branch
@@ -304,7 +315,7 @@ def test_golden_small_plan() -> None:
         "pause_seconds",
         "warnings",
     ]
-    assert PLANNER_FORMAT == 1, "a new planner format needs a new golden file"
+    assert PLANNER_FORMAT == 2, "a new planner format needs a new golden file"
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +343,7 @@ def test_gitlab_all_models_max_models(gitlab_graph: ProjectGraph) -> None:
     plan = build_plan(_gitlab_request(max_models=25), models, gitlab_graph, Estimates())
     _assert_deps_respected(plan, gitlab_graph)
     assert len(plan.models) == 2931 and len(plan.batches) == 118 == math.ceil(2931 / 25)
-    assert plan.fingerprint == "sha256:8fc887efeb2d76ec478bc4a5ed210e397e0eed423e95b1facb5796ee39121093"
+    assert plan.fingerprint == "sha256:1333b01649edb7508c0c618631d0723cfe784647047d690aa8c05922ad0e8dab"
     ends = [(b.models[0], b.models[-1]) for b in (plan.batches[0], plan.batches[1], plan.batches[-1])]
     assert ends == [
         ("model.dbt_artifacts.model_executions", "model.dbt_artifacts.fct_dbt__invocations"),
@@ -360,9 +371,30 @@ def test_gitlab_descendants_with_minutes_and_full_refresh(gitlab_graph: ProjectG
     assert all({m in incremental for m in b.models} == {b.full_refresh} for b in plan.batches)
     assert [b.full_refresh for b in plan.batches].count(True) == 6
     assert plan.batches[0].models[0] == root
-    assert plan.fingerprint == "sha256:23f6a7fe6eaa2b4629bcffad1fc2116485fcaa467853be09556b761d8abd604c"
+    assert plan.fingerprint == "sha256:887fe88622f5375e7ae1ab68a6da13fa946e53f3c1b3bef9733d875fe0a6cef8"
     assert (
         plan.estimated_seconds == 589 * 60
         and plan.batches[-1].start_offset_seconds == 589 * 60 - 24 * 60 + 25 * 120
     )
     assert "dbt ignores --full-refresh for 5 model(s)" in plan.warnings[1]
+
+
+def test_an_approved_cut_is_kept_while_valid_and_replaced_when_not() -> None:
+    """Fresher history never re-cuts an approved plan; a cut that no longer fits is replaced."""
+    parents = {"model.p.a": (), "model.p.b": ("model.p.a",), "model.p.c": ("model.p.b",)}
+    graph = graph_of(parents)
+    req = request(max_minutes=2.0)
+    sel = list(parents)
+    first = build_plan(req, sel, graph, Estimates({"model.p.a": 60.0, "model.p.b": 60.0, "model.p.c": 60.0}))
+    assert [len(b.models) for b in first.batches] == [2, 1]
+    fresher = Estimates({"model.p.a": 100.0, "model.p.b": 100.0, "model.p.c": 10.0})
+    assert [len(b.models) for b in build_plan(req, sel, graph, fresher).batches] == [1, 2]
+    kept = build_plan(req, sel, graph, fresher, keep=first.batches)
+    assert [b.models for b in kept.batches] == [b.models for b in first.batches]
+    assert kept.fingerprint == first.fingerprint
+    # A forged cut (a model out of lineage order, or one never selected) is not kept.
+    forged = (replace(first.batches[0], models=("model.p.b", "model.p.a")), first.batches[1])
+    assert [b.models for b in build_plan(req, sel, graph, fresher, keep=forged).batches] != \
+        [b.models for b in forged]
+    extra = (first.batches[0], replace(first.batches[1], models=("model.p.c", "model.p.x")))
+    assert build_plan(req, sel, graph, fresher, keep=extra).fingerprint != first.fingerprint

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rescue_runner.audit import PlanBatch
+from rescue_runner.model import PlannedBatch
 from rescue_runner.redact import register_secret
 from rescue_runner.reporting.prefect_run import (
     RunContext,
@@ -14,9 +14,10 @@ from rescue_runner.reporting.prefect_run import (
 )
 
 PLAN = (
-    PlanBatch(1, ("model.lakehouse.int_orders", "model.lakehouse.int_customer_orders"), False, False, 95.0),
-    PlanBatch(2, ("model.lakehouse.mart_revenue",), True, True, 1900.0),
-    PlanBatch(3, ("model.lakehouse.mart_customers",), False, False, 4.2),
+    PlannedBatch(1, ("model.lakehouse.int_orders", "model.lakehouse.int_customer_orders"),
+                 estimated_seconds=95.0),
+    PlannedBatch(2, ("model.lakehouse.mart_revenue",), True, estimated_seconds=1900.0, heavy=True),
+    PlannedBatch(3, ("model.lakehouse.mart_customers",), estimated_seconds=4.2),
 )
 SECRET = "ghp_plantedTokenValue1234"
 

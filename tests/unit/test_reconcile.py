@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from rescue_runner import audit, reconcile
-from rescue_runner.audit import AuditEvent, PlanBatch
+from rescue_runner.audit import AuditEvent
 from rescue_runner.contention import Decision
-from rescue_runner.model import DailyWindow, Request, Window
+from rescue_runner.model import DailyWindow, PlannedBatch, Request, Window
 from rescue_runner.reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-BATCHES = (PlanBatch(1, ("model.p.a",)), PlanBatch(2, ("model.p.b",), heavy=True))
+BATCHES = (PlannedBatch(1, ("model.p.a",)), PlannedBatch(2, ("model.p.b",), heavy=True))
 OK = Validation(ok=True, fingerprint="sha256:f", batches=BATCHES, pause_seconds=600.0)
 GO = Decision(True, ("go: 0/5 slots busy",))
 WAIT = Decision(False, ("wait: 5/5 slots busy",))

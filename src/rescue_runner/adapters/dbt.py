@@ -237,17 +237,15 @@ def load_manifest(path: Path) -> Any:
                           hint="point dbt.manifest at dbt's target/manifest.json") from exc
 
 
-_CONFIG_KEYS = ("materialized", "full_refresh", "incremental_strategy", "event_time", "begin",
-                "batch_size", "tags", "meta", "unique_key", "enabled")
-
-
 def manifest_as_dict(manifest: Any) -> dict[str, Any]:
     """The subset of manifest.json the graph code reads, built from the in-memory Manifest
     (serialising the whole manifest would cost seconds on large projects)."""
+    from ..graph import CONFIG_KEYS
+
     nodes: dict[str, Any] = {}
     for uid, node in manifest.nodes.items():
         cfg = node.config
-        config = {k: getattr(cfg, k, None) for k in _CONFIG_KEYS}
+        config = {k: getattr(cfg, k, None) for k in CONFIG_KEYS}
         config["meta"] = dict(getattr(cfg, "meta", {}) or {})
         nodes[uid] = {
             "unique_id": uid,

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import CONFIG_FILE, Config, find_config
 from ..errors import RescueError
+from ..pipeline import expiry
 from ..reconcile import Approved
 from .git_audit import GitAuditStore, GitRemote
 
@@ -61,7 +62,7 @@ class GitApprovedSource:
             request, content_hash = _decode(content, path)
             out.append(Approved(request_id=rid, path=path, content=content, content_hash=content_hash,
                                 merge_order=order, commit=commit, request=request,
-                                expired=_expired(request, cfg, now)))
+                                expired=expiry(request, cfg, now)))
         return out
 
     # -- loading (cached per branch tip) --
@@ -130,33 +131,11 @@ def _merge_order(remote: GitRemote, sha: str, rel: str) -> dict[str, tuple[int, 
 
 
 def _decode(content: bytes, path: str) -> tuple[Any, str]:
-    """(Request or None, content hash) without dbt: strict YAML, schema, request building."""
+    """(Request or None, content hash) without dbt: the pipeline's decoding step."""
     import hashlib
 
-    from ..loader import load_text
-    from ..request import build_request
-    from ..schema import REQUEST_SCHEMA, validate_against_schema
+    from ..pipeline import decode
 
-    content_hash = "sha256:" + hashlib.sha256(content).hexdigest()
-    doc, findings = load_text(content, path)
-    if doc is None or any(f.blocking for f in findings):
-        return None, content_hash
-    if any(f.blocking for f in validate_against_schema(doc, REQUEST_SCHEMA)):
-        return None, content_hash
-    request, _ = build_request(doc)
-    return request, content_hash
-
-
-def _expired(request: Any, config: Config, now: datetime) -> str | None:
-    """RR103 (expires / max_age_days) judged without dbt."""
-    if request is None:
-        return None
-    from ..model import ProjectGraph
-    from ..policies import policy_from_config
-    from ..policies.base import PolicyContext
-    from ..policies.rr103_request_expired import check
-
-    policy = policy_from_config(config.policy)
-    ctx = PolicyContext(request, frozenset(), ProjectGraph({}, {}, ""), policy, now)
-    found = next(iter(check(ctx)), None)
-    return f"expired (RR103): {found.message}" if found is not None else None
+    report = decode(content, path)
+    request = report.request if not any(f.blocking for f in report.findings) else None
+    return request, "sha256:" + hashlib.sha256(content).hexdigest()

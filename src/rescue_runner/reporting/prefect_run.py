@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..audit import PlanBatch
+from ..model import PlannedBatch
 from ..redact import redact, redact_url
 from .units import duration
 
@@ -32,7 +32,7 @@ class RunContext:
 
     request_id: str
     batch: int
-    batches: tuple[PlanBatch, ...]
+    batches: tuple[PlannedBatch, ...]
     reason: str | None = None
     requested_by: str | None = None
     ticket: str | None = None
@@ -45,7 +45,7 @@ class RunContext:
     commit_url: str | None = None
 
     @property
-    def this(self) -> PlanBatch | None:
+    def this(self) -> PlannedBatch | None:
         return next((b for b in self.batches if b.index == self.batch), None)
 
     @property
@@ -167,7 +167,7 @@ def web_links(repository_url: str | None, *, request_id: str, audit_branch: str,
 
 # ---- helpers -------------------------------------------------------------------------------
 
-def _position(ctx: RunContext, b: PlanBatch) -> str:
+def _position(ctx: RunContext, b: PlannedBatch) -> str:
     if b.index == ctx.batch:
         return "**this run**"
     if b.index in ctx.done:

@@ -1,0 +1,191 @@
+"""The one request pipeline: decode -> resolve -> policies -> plan.
+
+``rescue validate``, ``rescue plan`` and the runner's re-validation at apply time all call
+these functions, so a request is judged the same way in a pull request and at the moment it
+runs. Decoding needs no dbt; ``Checker`` loads dbt at most once, on the first request that
+reaches resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .model import Finding, Plan, PlannedBatch, ProjectGraph, Request
+
+if TYPE_CHECKING:
+    from .adapters.dbt import DbtProject
+    from .config import Config
+    from .estimates import Estimates
+
+
+@dataclass
+class RequestReport:
+    """Everything the pipeline knows about one request file."""
+
+    path: str
+    id: str | None
+    findings: list[Finding] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    request: Request | None = None
+    plan: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.blocking for f in self.findings)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.blocking]
+
+
+def _blocked(findings: Sequence[Finding]) -> bool:
+    return any(f.blocking for f in findings)
+
+
+def decode(content: bytes | None, path: str, *, file: Path | None = None) -> RequestReport:
+    """Strict YAML, schema, request building and selector safety (no dbt).
+
+    ``content`` is the request's bytes (e.g. read from a git commit); with ``file`` instead,
+    the file is read with the loader's limits. Stops at the first step with a blocking finding.
+    """
+    from .loader import load_document, load_text
+    from .request import request_id_for
+    from .resolve import safety_findings
+    from .schema import REQUEST_SCHEMA, validate_against_schema
+
+    if file is not None:
+        doc, findings = load_document(file, path)
+    else:
+        doc, findings = load_text(content or b"", path)
+    report = RequestReport(path, request_id_for(path), list(findings))
+    if doc is None or _blocked(findings):
+        return report
+    more = validate_against_schema(doc, REQUEST_SCHEMA)
+    report.findings += more
+    if _blocked(more):
+        return report
+    from .request import build_request
+
+    request, more = build_request(doc)
+    report.findings += more
+    if request is None:
+        return report
+    report.request, report.id = request, request.id
+    report.findings += safety_findings(request)
+    return report
+
+
+def expiry(request: Request | None, config: Config, now: datetime) -> str | None:
+    """Why ``request`` is expired (RR103: expires / max_age_days), judged without dbt; else None."""
+    if request is None:
+        return None
+    from .policies import policy_from_config
+    from .policies.base import PolicyContext
+    from .policies.rr103_request_expired import check
+
+    policy = policy_from_config(config.policy)
+    ctx = PolicyContext(request, frozenset(), ProjectGraph({}, {}, ""), policy, now)
+    found = next(iter(check(ctx)), None)
+    return f"expired (RR103): {found.message}" if found is not None else None
+
+
+def open_dbt(config: Config) -> DbtProject:
+    """Load dbt once for the whole run: the configured manifest, or a parse of the project."""
+    from .adapters.dbt import DbtProject
+
+    d = config.dbt
+    if d.manifest is not None:
+        return DbtProject.from_manifest(d.manifest, project_root=d.project_dir, state_dir=d.state)
+    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=d.state)
+
+
+def load_estimates(config: Config, models: Sequence[str] = ()) -> tuple[Estimates, list[str]]:
+    """Duration estimates from the configured run_results history (defaults when there is none)."""
+    from .estimates import Estimates, read_history
+
+    if config.dbt.history_dir is None:
+        return Estimates().covering(models), []
+    return read_history(config.dbt.history_dir, models=models or None)
+
+
+class Checker:
+    """Resolution, planning and the policy rules for decoded requests, with one dbt load.
+
+    ``dbt`` is loaded by ``load_dbt`` (default: ``open_dbt(config)``) on the first request that
+    needs it. ``now`` is the instant the policy's time rules judge by.
+    """
+
+    def __init__(self, config: Config, now: datetime, *, dbt: DbtProject | None = None,
+                 load_dbt: Callable[[], DbtProject] | None = None,
+                 estimates: Estimates | None = None) -> None:
+        self.config, self.now = config, now
+        self._dbt = dbt
+        self._load_dbt = load_dbt or (lambda: open_dbt(config))
+        self._estimates = estimates
+
+    @property
+    def dbt(self) -> DbtProject | None:
+        """The dbt project loaded so far (None before the first request that needed it)."""
+        return self._dbt
+
+    def load(self) -> DbtProject:
+        if self._dbt is None:
+            self._dbt = self._load_dbt()
+        return self._dbt
+
+    @property
+    def estimates(self) -> Estimates:
+        if self._estimates is None:
+            self._estimates = load_estimates(self.config)[0]
+        return self._estimates
+
+    def check(self, report: RequestReport, *, plan: bool = True,
+              keep: Sequence[PlannedBatch] | None = None) -> None:
+        """Resolve, plan (unless ``plan`` is False) and apply the policy to a decoded request.
+
+        A request whose decoding already blocks is not resolved, but the policy rules still run
+        (on no models) so every problem is reported at once. ``keep`` is an approved batch cut
+        the planner keeps while it is still valid (see ``planner.build_plan``).
+        """
+        from .deployment_mapping import capabilities, request_findings
+        from .planner import build_plan
+        from .policies import PolicyContext, evaluate, policy_from_config, policy_hash
+        from .resolve import resolve
+
+        request = report.request
+        if request is None:
+            return
+        graph = ProjectGraph(nodes={}, parents={}, identity="")
+        if not report.blocking:
+            dbt = self.load()
+            models, more = resolve(request, dbt)
+            report.models = sorted(models)
+            report.findings += more
+            graph = dbt.graph()
+        est = self.estimates
+        policy = policy_from_config(self.config.policy)
+        mapping = self.config.prefect.mapping
+        deployment = capabilities(mapping)
+        ctx = PolicyContext(request, frozenset(report.models), graph, policy, self.now,
+                            seconds=est.seconds, default_seconds=est.default_seconds, deployment=deployment)
+        if plan and report.models:
+            heavy = [m for m in report.models
+                     if m in graph.nodes and ctx.heavy_reason(graph.nodes[m]) is not None]
+            report.plan = build_plan(request, report.models, graph, est.covering(report.models),
+                                     policy_hash=policy_hash(policy), heavy_ids=heavy, keep=keep)
+            ctx = PolicyContext(request, frozenset(report.models), graph, policy, self.now,
+                                seconds=est.seconds, default_seconds=est.default_seconds, plan=report.plan,
+                                deployment=deployment)
+        report.findings += evaluate(ctx)
+        # What the target deployment cannot carry is never dropped silently (prefect.mapping).
+        p = self.config.prefect
+        report.findings += request_findings(request, mapping, deployment=f"{p.flow}/{p.deployment}")
+        report.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
+
+    @property
+    def graph(self) -> ProjectGraph | None:
+        return self._dbt.graph() if self._dbt is not None else None

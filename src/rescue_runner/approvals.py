@@ -53,7 +53,7 @@ class DbtValidator:
         keeps it while it is still valid, so fresher run history alone never looks like drift.
         """
         from .pipeline import Checker, decode
-        from .policies import applied_overrides
+        from .policies import applied_overrides, policy_from_config, policy_hash
 
         report = decode(approved.content, approved.path)
         if report.request is None or report.blocking:
@@ -67,6 +67,8 @@ class DbtValidator:
             return _refused(report.findings)
         expired = [f for f in blocking if f.code in EXPIRY_CODES]
         assert checker.dbt is not None
+        graph = checker.dbt.graph()
+        digests, upstream = scope_digests(plan.models, graph)
         return Validation(
             ok=not blocking, fingerprint=plan.fingerprint, batches=plan.batches,
             pause_seconds=plan.pause_seconds,
@@ -75,8 +77,10 @@ class DbtValidator:
             warnings=tuple(_line(f) for f in report.findings if not f.blocking) + tuple(plan.warnings),
             overrides=tuple(f"{f.code} approved by {f.override.approved_by}: {f.override.reason}"
                             for f in applied_overrides(report.findings) if f.override is not None),
-            context=SubmitContext(request, checker.dbt.graph(), checker.dbt),
-            upstream=frozenset(ancestors(plan.models, checker.dbt.graph().parents)))
+            policy=policy_hash(policy_from_config(self.config.policy)), digests=digests,
+            upstream_digest=upstream,
+            event_time=_window(request), context=SubmitContext(request, graph, checker.dbt),
+            upstream=frozenset(ancestors(plan.models, graph.parents)))
 
 
 class BranchValidator:
@@ -91,12 +95,32 @@ class BranchValidator:
         self._config = config
         self._current: tuple[Config, DbtValidator] | None = None
 
-    def validate(self, approved: Approved, now: datetime) -> Validation:
+    def validate(self, approved: Approved, now: datetime, *,
+                 keep: Sequence[PlannedBatch] | None = None) -> Validation:
         cfg = self._config()
         if self._current is None or self._current[0] is not cfg:
-            keep = self._current[1].dbt if self._current and self._current[0].dbt == cfg.dbt else None
-            self._current = (cfg, DbtValidator(cfg, keep))
-        return self._current[1].validate(approved, now)
+            loaded = self._current[1].dbt if self._current and self._current[0].dbt == cfg.dbt else None
+            self._current = (cfg, DbtValidator(cfg, loaded))
+        return self._current[1].validate(approved, now, keep=keep)
+
+
+def scope_digests(models: Sequence[str], graph: ProjectGraph) -> tuple[dict[str, str], str]:
+    """The digest of each selected model, and one digest over every node they depend on."""
+    import hashlib
+    import json
+
+    from .lineage import ancestors
+
+    up = sorted(ancestors(models, graph.parents) - set(models))
+    blob = json.dumps([[u, graph.digests.get(u, "")] for u in up], separators=(",", ":")).encode()
+    return {m: graph.digests.get(m, "") for m in models}, "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _window(request: Request) -> tuple[str, str] | None:
+    et = request.event_time
+    if et is None:
+        return None
+    return (et.start.isoformat(), et.end.isoformat())
 
 
 def _line(f: Finding) -> str:

@@ -19,6 +19,7 @@ repeat is an inconsistency (``check_consistency``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +45,8 @@ OPERATOR_RETRY = "operator_retry"
 FIELDS: Mapping[str, frozenset[str]] = {
     REQUEST_VALIDATED: frozenset({
         "path", "content_hash", "fingerprint", "commit", "merge_order", "priority", "requested_by",
-        "ticket", "reason", "batches", "pause_seconds", "warnings", "overrides", "attempt"}),
+        "ticket", "reason", "batches", "pause_seconds", "warnings", "overrides", "attempt",
+        "policy", "digests", "upstream_digest", "event_time"}),
     WAITING: frozenset({"kind", "reason", "until", "batch"}),
     BATCH_SUBMITTED: frozenset({
         "batch", "attempt", "flow_run_id", "url", "name", "idempotency_key", "mode", "adopted", "state",
@@ -54,7 +56,7 @@ FIELDS: Mapping[str, frozenset[str]] = {
         "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason"}),
     BATCH_RUNNING_LONG: frozenset({"batch", "attempt", "flow_run_id", "minutes", "estimate_seconds"}),
     REQUEST_FINISHED: frozenset({"outcome", "reason", "batches_completed", "batches_total"}),
-    OPERATOR_RETRY: frozenset({"attempt", "by", "reason"}),
+    OPERATOR_RETRY: frozenset({"attempt", "by", "reason", "accept_plan"}),
 }
 EVENT_TYPES = tuple(FIELDS)
 
@@ -104,6 +106,7 @@ class AuditEvent:
     event_id: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     runner: str = ""  # holder id of the runner that wrote it (host:pid:nonce)
+    prev: str = ""  # digest of the request's previous event ("" for its first): tamper evidence
 
     def __post_init__(self) -> None:
         if self.type not in FIELDS:
@@ -139,12 +142,18 @@ class AuditEvent:
             "at": self.at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "event_id": self.event_id,
             "runner": self.runner,
+            "prev": self.prev,
             "fields": _sorted(self.fields),
         }
 
     def to_json(self) -> str:
         """Stable JSON: the same event always gives the same bytes."""
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @property
+    def digest(self) -> str:
+        """``sha256:`` of the event's JSON: the next event of the request records it as ``prev``."""
+        return "sha256:" + hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditEvent:
@@ -156,7 +165,7 @@ class AuditEvent:
             at = datetime.fromisoformat(str(d["at"]).replace("Z", "+00:00"))
             return cls(type=str(d["type"]), request_id=str(d["request_id"]), at=at, seq=int(d["seq"]),
                        event_id=str(d["event_id"]), fields=dict(d.get("fields") or {}),
-                       runner=str(d.get("runner", "")))
+                       runner=str(d.get("runner", "")), prev=str(d.get("prev") or ""))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AuditError):
                 raise
@@ -254,6 +263,9 @@ class RequestState:
     last_seq: int = 0
     validated_at: datetime | None = None
     finished_at: datetime | None = None
+    last_digest: str = ""  # digest of the last event: the next one's ``prev``
+    recorded: Mapping[str, Any] = field(default_factory=dict)  # fields of the last request_validated
+    plan_attempt: int = 1  # the attempt since which the current plan holds (``retry --accept-plan``)
 
     @property
     def terminal(self) -> bool:
@@ -273,14 +285,19 @@ class RequestState:
         return next((b for b in self.batches.values() if b.in_flight), None)
 
     @property
+    def done(self) -> set[int]:
+        """Indexes of the current plan's completed batches (a retry keeps them; a new plan does not)."""
+        return {b.index for b in self.history if b.state == B_COMPLETED and b.attempt >= self.plan_attempt}
+
+    @property
     def completed(self) -> int:
-        """Batches completed successfully (over all attempts: a retry keeps completed batches)."""
-        return len({b.index for b in self.history if b.state == B_COMPLETED})
+        """Batches of the current plan completed successfully (over all attempts since it holds)."""
+        return len(self.done)
 
     @property
     def next_batch(self) -> PlannedBatch | None:
         """The first approved batch not completed yet (None when all are)."""
-        done = {b.index for b in self.history if b.state == B_COMPLETED}
+        done = self.done
         return next((b for b in self.plan if b.index not in done), None)
 
     @property
@@ -292,7 +309,7 @@ class RequestState:
 
     @property
     def last_completed(self) -> BatchRecord | None:
-        done = [b for b in self.history if b.state == B_COMPLETED]
+        done = [b for b in self.history if b.state == B_COMPLETED and b.attempt >= self.plan_attempt]
         return done[-1] if done else None
 
 
@@ -307,14 +324,14 @@ def derive(request_id: str, events: Iterable[AuditEvent]) -> RequestState:
 def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
     """One step of the fold."""
     f = e.fields
-    s = replace(s, last_seq=max(s.last_seq, e.seq))
+    s = replace(s, last_seq=max(s.last_seq, e.seq), last_digest=e.digest)
     if e.type == REQUEST_VALIDATED:
         return replace(
             s, status="pending", reason=None, content_hash=f.get("content_hash"),
             fingerprint=f.get("fingerprint"), path=f.get("path"), priority=int(f.get("priority") or 0),
             merge_order=f.get("merge_order"),
             plan=tuple(PlannedBatch.from_dict(b) for b in f.get("batches") or ()),
-            pause_seconds=float(f.get("pause_seconds") or 0.0), validated_at=e.at)
+            pause_seconds=float(f.get("pause_seconds") or 0.0), validated_at=e.at, recorded=dict(f))
     if e.type == WAITING:
         same = s.waiting_kind == f.get("kind") and s.waiting_batch == f.get("batch")
         return replace(s, status="waiting", reason=f.get("reason"), waiting_kind=f.get("kind"),
@@ -354,9 +371,11 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
         s = replace(s, status="pending", outcome=None, reason=f.get("reason"),
                     attempt=int(f.get("attempt") or s.attempt + 1), batches={}, finished_at=None,
                     waiting_kind=None, waiting_batch=None, waiting_since=None)
-        if not s.started:
-            # Nothing ran yet: the operator accepts the request as it is now; it is validated afresh.
-            s = replace(s, fingerprint=None, content_hash=None, plan=(), pause_seconds=0.0)
+        if not s.started or f.get("accept_plan"):
+            # Nothing ran yet, or the operator accepts the plan as it is now (``--accept-plan``): the
+            # request is validated afresh and its new plan recorded; an accepted plan runs whole.
+            s = replace(s, fingerprint=None, content_hash=None, plan=(), pause_seconds=0.0, recorded={},
+                        plan_attempt=s.attempt if f.get("accept_plan") else s.plan_attempt)
         return s
     return s
 
@@ -400,6 +419,63 @@ def derive_all(events: Iterable[AuditEvent]) -> dict[str, RequestState]:
     return {rid: derive(rid, evs) for rid, evs in sorted(group(events).items())}
 
 
+# ---- tamper evidence and readability ---------------------------------------------------------
+
+def chain_problems(events: Sequence[AuditEvent]) -> list[str]:
+    """Breaks in one request's hash chain: each event's ``prev`` is the digest of the one before.
+
+    Checked from the last operator retry on (an operator who reopens a request has looked at the
+    trail before it). A break names the event that no longer matches what was written after it.
+    """
+    evs = order(events)
+    start = max((i for i, e in enumerate(evs) if e.type == OPERATOR_RETRY), default=0)
+    out = []
+    for i in range(max(1, start), len(evs)):
+        before, e = evs[i - 1], evs[i]
+        if e.prev != before.digest:
+            out.append(f"event #{before.seq} ({before.path}) was changed, replaced or inserted after "
+                       f"event #{e.seq} was written (hash chain broken)")
+    if evs and start == 0 and evs[0].prev:
+        out.append(f"event #{evs[0].seq} ({evs[0].path}) follows an event that is gone (hash chain broken)")
+    return out
+
+
+def examine(request_id: str, events: Sequence[AuditEvent],
+            unreadable: Sequence[str] = ()) -> tuple[RequestState, list[str]]:
+    """A request's state and why its trail cannot be trusted (empty when it can).
+
+    Never raises: an event whose fields cannot be folded, a file on the branch that is not an
+    event, a broken hash chain or an inconsistency (``check_consistency``) is a problem, and
+    the state is then only good for naming the request and writing its next event.
+    """
+    problems = [f"{p}: not a readable audit event" for p in unreadable]
+    try:
+        state = derive(request_id, events)
+    except (KeyError, TypeError, ValueError) as exc:
+        evs = order(events)
+        last = evs[-1] if evs else None
+        state = RequestState(request_id, last_seq=last.seq if last else 0,
+                             last_digest=last.digest if last else "")
+        problems.append(f"an event cannot be read ({type(exc).__name__}: {exc})")
+        return state, problems + chain_problems(events)
+    problems += chain_problems(events)
+    problems += [p.removeprefix(f"{request_id}: ") for p in check_consistency(events)]
+    return state, problems
+
+
+def examine_all(events: Iterable[AuditEvent],
+                unreadable: Sequence[str] = ()) -> dict[str, tuple[RequestState, list[str]]]:
+    """``examine`` for every request with events (or unreadable files under ``events/<id>/``)."""
+    by_req = group(events)
+    bad: dict[str, list[str]] = {}
+    for path in unreadable:
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[0] == EVENTS_DIR:
+            bad.setdefault(parts[1], []).append(path)
+    return {rid: examine(rid, by_req.get(rid, []), bad.get(rid, ()))
+            for rid in sorted(set(by_req) | set(bad)) if _ID.match(rid)}
+
+
 # ---- consistency ---------------------------------------------------------------------------
 
 def check_consistency(events: Sequence[AuditEvent]) -> list[str]:
@@ -433,7 +509,7 @@ def check_consistency(events: Sequence[AuditEvent]) -> list[str]:
                 submitted.add(key)
                 if not s.validated:
                     problems.append(f"{rid}: batch {key[0]} submitted before the request was validated")
-                done = {b.index for b in s.history if b.state == B_COMPLETED}
+                done = s.done
                 earlier = [b.index for b in s.plan if b.index < key[0]]
                 if any(i not in done for i in earlier):
                     problems.append(f"{rid}: batch {key[0]} submitted before batch(es) "

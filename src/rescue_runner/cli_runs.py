@@ -139,23 +139,29 @@ def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
 @click.argument("request_id")
 @click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
 @click.option("--reason", required=True, help="Why it is safe to go on (recorded in the audit trail).")
+@click.option("--accept-plan", is_flag=True,
+              help="Approve the plan as it is now (after plan drift or an untrusted trail); it runs whole.")
 @_env_option
 @click.pass_context
-def retry(ctx: click.Context, request_id: str, by: str, reason: str, env: str) -> None:
+def retry(ctx: click.Context, request_id: str, by: str, reason: str, accept_plan: bool, env: str) -> None:
     """Operator: reopen a failed or needs-operator request with the next attempt number.
 
     Completed batches stay done; the next `rescue apply` re-validates the request and
     submits its first unfinished batch as a new flow run (a new idempotency key).
+    With --accept-plan, the plan derived at the next pass is recorded as the approved one
+    (who and why are on the record) and runs from its first batch.
 
     \b
-    Example:
-      rescue retry 2026-11-23-int-orders-hotfix --reason "worker crash, warehouse checked"
+    Examples:
+      rescue retry 2026-11-23-int-orders-hotfix --by alice --reason "worker crash, warehouse checked"
+      rescue retry 2026-11-23-int-orders-hotfix --accept-plan --by alice --reason "new model reviewed in #42"
     """
     from . import operate
 
     event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
-                          now=_test_clock(None))
-    click.echo(f"{request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}")
+                          now=_test_clock(None), accept_plan=accept_plan)
+    what = "; the plan at the next pass is approved" if accept_plan else ""
+    click.echo(f"{request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}{what}")
 
 
 COMMANDS = (apply, status, log, retry)

@@ -157,7 +157,8 @@ def status(config_path: Path | None, cwd: Path, request_id: str | None = None, *
            now: datetime | None = None) -> StatusReport:
     """Every request the runner knows or will pick up, from the audit branch and the protected branch."""
     w, events = _read(config_path, cwd, now)
-    states = audit.derive_all(events)
+    examined = audit.examine_all(events, getattr(w.store, "unreadable", ()))
+    states = {rid: st for rid, (st, _) in examined.items()}
     approved: dict[str, Approved] = {}
     if w.store.tips.get(w.config.audit.protected_branch):
         approved = {a.request_id: a for a in w.source.approved()}
@@ -177,8 +178,8 @@ def status(config_path: Path | None, cwd: Path, request_id: str | None = None, *
         elif rid not in approved and not s.terminal:
             reason = (reason + "; " if reason else "") + "removed from the protected branch"
         out.append(RequestStatus(rid, state, reason, _batches(s), s))
-    shown = [e for e in events if request_id in (None, e.request_id)]
-    return StatusReport(out, audit.check_consistency(shown), as_of=w.clock.now())
+    problems = [f"{rid}: {p}" for rid, (_, ps) in examined.items() if request_id in (None, rid) for p in ps]
+    return StatusReport(out, problems, as_of=w.clock.now())
 
 
 def _order_key(rid: str, states: dict[str, RequestState],
@@ -216,10 +217,11 @@ def log(config_path: Path | None, cwd: Path, request_id: str | None = None) -> l
 # ---- operator action -----------------------------------------------------------------------
 
 def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
-          env: str = DEFAULT_ENV, now: datetime | None = None) -> AuditEvent:
+          env: str = DEFAULT_ENV, now: datetime | None = None, accept_plan: bool = False) -> AuditEvent:
     """Reopen a failed / needs-operator request with the next attempt number (completed batches stay done).
 
-    Takes the environment's lock like a runner, so it never races a pass.
+    ``accept_plan``: the plan re-derived at the next pass becomes the approved one and runs whole
+    (after plan drift). Takes the environment's lock like a runner, so it never races a pass.
     """
     from .adapters.git_audit import GitLock, new_holder_id
 
@@ -235,15 +237,17 @@ def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reas
     try:
         w.store.refresh()
         evs = [e for e in w.store.events() if e.request_id == request_id]
-        s = audit.derive(request_id, evs)
+        s, _ = audit.examine(request_id, evs)
         if not evs:
             raise RescueError(f"no audit events for {request_id!r}: nothing to retry")
         if s.outcome not in (audit.FAILED, audit.NEEDS_OPERATOR):
             raise RescueError(f"{request_id} is {s.status}; only failed or needs_operator requests "
                               "can be retried")
+        fields: dict[str, Any] = {"attempt": s.attempt + 1, "by": by.strip(), "reason": reason.strip()}
+        if accept_plan:
+            fields["accept_plan"] = True
         event = AuditEvent(audit.OPERATOR_RETRY, request_id, clock.now(), s.last_seq + 1,
-                           uuid.uuid4().hex[:12],
-                           {"attempt": s.attempt + 1, "by": by.strip(), "reason": reason.strip()}, holder)
+                           uuid.uuid4().hex[:12], fields, holder, prev=s.last_digest)
         w.store.append(event)
         return event
     finally:

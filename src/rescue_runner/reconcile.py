@@ -70,8 +70,17 @@ class Validation:
     expired: str | None = None  # RR103 / RR307: it can never run any more
     warnings: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
+    # What the plan was derived from, recorded with it and compared at every pass (``drift``).
+    policy: str = ""  # the policy hash
+    digests: Mapping[str, str] = field(default_factory=dict)  # selected model -> code+config digest
+    upstream_digest: str = ""  # one digest over the nodes the selection depends on
+    event_time: tuple[str, str] | None = None  # the microbatch window, ISO UTC
     context: Any = field(default=None, compare=False, repr=False)
     upstream: frozenset[str] = frozenset()  # every node the request's models depend on
+
+    def batch(self, index: int) -> PlannedBatch | None:
+        """The re-derived batch ``index`` (what is submitted; never the trail's copy)."""
+        return next((b for b in self.batches if b.index == index), None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class View:
     contention: Any = None  # contention.Decision for the next batch
     earlier: tuple[Earlier, ...] = ()  # requests merged before this one and not finished
     recovering: bool = False  # the previous runner died holding the lock: look for its runs first
+    trail: tuple[str, ...] = ()  # why the request's audit trail cannot be trusted (audit.examine)
     lookup: bool = True  # look for an existing run before every submission (cheap on a server)
     running_long: tuple[float, float] | None = None  # (factor of the estimate, minimum seconds)
 
@@ -133,7 +143,9 @@ class View:
 
 @dataclass(frozen=True)
 class Validate:
-    """Question: re-validate the approved request now."""
+    """Question: re-validate the approved request now (``keep``: the approved batch cut, if any)."""
+
+    keep: tuple[PlannedBatch, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,12 @@ def next_step(v: View) -> Step:
     if s.terminal:
         return Idle(f"{s.outcome}")
 
+    # 0. The trail is a record, not an instruction: one that cannot be trusted stops the request.
+    if v.trail:
+        return Finish(audit.NEEDS_OPERATOR, "the audit trail cannot be trusted: " + "; ".join(v.trail[:3])
+                      + "; nothing was submitted. Inspect `rescue log`, then `rescue retry` "
+                      "(--accept-plan to approve the plan as it is now)")
+
     # 1. A batch in flight: follow its run until it is final.
     rec = s.in_flight
     if rec is not None:
@@ -342,18 +360,21 @@ def next_step(v: View) -> Step:
             when = f"opens {opens:%Y-%m-%d %H:%M} UTC" if opens else "does not open again"
             return Wait(audit.WINDOW_CLOSED, f"window closed: {when}", nxt.index, opens)
 
-    # 10. Before any submission: re-validate now; the fingerprint must not have drifted.
+    # 10. Before any submission: re-derive the plan now; it must equal the recorded one.
     if val is None:
-        return Validate()
+        return Validate(s.plan)
     if val.expired:
         return _expired(s, val.expired, total)
     if not val.ok:
         return Finish(audit.NEEDS_OPERATOR, "re-validation failed: " + "; ".join(val.problems[:5]))
-    if val.fingerprint != s.fingerprint:
+    changes = drift(s, val, a)
+    if changes:
         return Finish(audit.NEEDS_OPERATOR,
-                      f"plan drift: fingerprint {_short(val.fingerprint)} now, {_short(s.fingerprint)} "
-                      "when first validated (the request, the selected models, the manifest or the policy "
-                      "changed)")
+                      "plan drift: " + "; ".join(changes) + f". If the new plan is right: `rescue retry "
+                      f"{s.request_id} --accept-plan --by <you> --reason <why>`")
+    derived = val.batch(nxt.index)
+    assert derived is not None  # drift() compared every batch
+    nxt = derived
 
     # 11. A request merged earlier and not finished goes first when the two share lineage (the
     #     same models, or its models upstream of this one's); independent requests do not wait.
@@ -402,6 +423,53 @@ def _shared_lineage(s: RequestState, val: Validation, earlier: tuple[Earlier, ..
             return (f"after {e.request_id}: merged earlier and not finished; this request {what} "
                     f"{shown}{f' (+{more} more)' if more > 0 else ''}")
     return None
+
+
+def drift(s: RequestState, val: Validation, a: Approved | None) -> list[str]:
+    """What differs between the recorded plan and the one re-derived now (empty: none).
+
+    Compared: the batches (index, models in order, full refresh), the event-time window and the
+    fingerprint; the recorded inputs (request content, model digests, upstream, policy) name
+    the cause.
+    """
+    rec = s.recorded
+    out: list[str] = []
+    if a is not None and s.content_hash and a.content_hash != s.content_hash:
+        out.append("the request file changed")
+    before = {m for b in s.plan for m in b.models}
+    now = {m for b in val.batches for m in b.models}
+    if now - before:
+        out.append("models added: " + _names(now - before))
+    if before - now:
+        out.append("models removed: " + _names(before - now))
+    fr_before = {m for b in s.plan if b.full_refresh for m in b.models}
+    fr_now = {m for b in val.batches if b.full_refresh for m in b.models}
+    if fr_now != fr_before and before == now:
+        out.append("full refresh changed for: " + _names(fr_now ^ fr_before))
+    digests = rec.get("digests")
+    if isinstance(digests, Mapping):
+        changed = {m for m in before & now if digests.get(m) != val.digests.get(m)}
+        if changed:
+            out.append("code or config changed: " + _names(changed))
+    if rec.get("upstream_digest") is not None and rec.get("upstream_digest") != val.upstream_digest:
+        out.append("a model or source the selection depends on changed")
+    if rec.get("policy") is not None and rec.get("policy") != val.policy:
+        out.append("the policy changed")
+    recorded_window = rec.get("event_time")
+    if tuple(recorded_window or ()) != tuple(val.event_time or ()):
+        out.append("the event-time window changed")
+    same = len(s.plan) == len(val.batches) and \
+        all(x.same_work(y) for x, y in zip(s.plan, val.batches, strict=True))
+    if not same and before == now and fr_now == fr_before:
+        out.append("the batches differ from the recorded plan")
+    if not out and val.fingerprint != s.fingerprint:
+        out.append(f"fingerprint {_short(val.fingerprint)} now, {_short(s.fingerprint)} when approved")
+    return out
+
+
+def _names(ids: set[str], limit: int = 5) -> str:
+    shown = sorted(m.rsplit(".", 1)[-1] for m in ids)
+    return ", ".join(shown[:limit]) + (f" (+{len(shown) - limit} more)" if len(shown) > limit else "")
 
 
 def _expired(s: RequestState, why: str, total: int) -> Finish:

@@ -73,7 +73,8 @@ class Source(Protocol):
 
 
 class Validator(Protocol):
-    def validate(self, approved: Approved, now: datetime) -> Validation: ...
+    def validate(self, approved: Approved, now: datetime, *,
+                 keep: Sequence[PlannedBatch] | None = None) -> Validation: ...
 
 
 class Executor(Protocol):
@@ -193,7 +194,7 @@ class Runner:
         self.dry_run = dry_run
         self.report = ApplyReport("nothing")
         self.store.refresh()
-        if not self._pending(self.source.approved(), audit.derive_all(self.store.events())):
+        if not self._pending(self.source.approved(), self._states()[0]):
             self.say("nothing to do: no approved request is pending")
             return self.report
         recovering = False
@@ -298,7 +299,7 @@ class Runner:
 
     def _pass(self, recovering: bool) -> _PassResult:
         approved = {a.request_id: a for a in self.source.approved()}
-        states = audit.derive_all(self.store.events())
+        states, trails = self._states()
         todo = self._pending(list(approved.values()), states)
 
         now = self.clock.now()
@@ -311,7 +312,7 @@ class Runner:
             earlier = tuple(self._earlier(o, current.get(o), approved.get(o), now)
                             for o in sorted(todo, key=merge_order.__getitem__)
                             if merge_order[o] < merge_order[rid] and not _done(current.get(o)))
-            r = self._advance(state, approved.get(rid), recovering, earlier)
+            r = self._advance(state, approved.get(rid), recovering, earlier, trails.get(rid, ()))
             current[rid] = r.state or state
             result.active = result.active or r.active
             if r.wake is not None and (result.wake is None or r.wake < result.wake):
@@ -320,18 +321,24 @@ class Runner:
                 self._promised.append(r.promised)
         return result
 
+    def _states(self) -> tuple[dict[str, RequestState], dict[str, tuple[str, ...]]]:
+        """Every request's state from the trail, and why a request's trail cannot be trusted."""
+        found = audit.examine_all(self.store.events(), getattr(self.store, "unreadable", ()))
+        return ({rid: st for rid, (st, _) in found.items()},
+                {rid: tuple(problems) for rid, (_, problems) in found.items() if problems})
+
     def _advance(self, state: RequestState, approved: Approved | None, recovering: bool,
-                 earlier: tuple[Earlier, ...] = ()) -> _Advance:
+                 earlier: tuple[Earlier, ...] = (), trail: tuple[str, ...] = ()) -> _Advance:
         rid = state.request_id
         view = View(state=state, approved=approved, now=self.clock.now(), recovering=recovering,
                     earlier=earlier, lookup=self._lookup_before_submit,
-                    running_long=self.running_long)
+                    running_long=self.running_long, trail=trail)
         for _ in range(MAX_STEPS):
             step = reconcile.next_step(view)
             # Questions: answer and ask again.
             if isinstance(step, reconcile.Validate):
                 assert approved is not None
-                view = replace(view, validation=self.validator.validate(approved, view.now))
+                view = replace(view, validation=self.validator.validate(approved, view.now, keep=step.keep))
                 continue
             if isinstance(step, reconcile.AskRun):
                 view = replace(view, run=self.executor.run_state(view.state, step.record))
@@ -489,7 +496,8 @@ class Runner:
     def _record(self, view: View, type_: str, fields: Mapping[str, Any]) -> View:
         s = view.state
         event = AuditEvent(type=type_, request_id=s.request_id, at=self.clock.now(), seq=s.last_seq + 1,
-                           event_id=self._event_id(), fields=dict(fields), runner=self.lock.holder)
+                           event_id=self._event_id(), fields=dict(fields), runner=self.lock.holder,
+                           prev=s.last_digest)
         state = audit.apply_event(s, event)
         if not self.dry_run:
             self._renew()
@@ -566,10 +574,16 @@ def _validated_fields(approved: Approved | None, v: Validation, attempt: int) ->
         "path": approved.path, "content_hash": approved.content_hash, "fingerprint": v.fingerprint,
         "commit": approved.commit, "merge_order": approved.merge_order, "priority": approved.priority,
         "requested_by": req.requested_by if req else None, "ticket": req.ticket if req else None,
-        "reason": req.reason if req else None, "batches": [b.to_dict() for b in v.batches],
+        "reason": req.reason if req else None, "batches": [_batch_fields(b) for b in v.batches],
         "pause_seconds": v.pause_seconds, "warnings": list(v.warnings), "overrides": list(v.overrides),
-        "attempt": attempt,
+        "attempt": attempt, "policy": v.policy, "digests": dict(v.digests),
+        "upstream_digest": v.upstream_digest, "event_time": list(v.event_time) if v.event_time else None,
     }
+
+
+def _batch_fields(b: PlannedBatch) -> dict[str, Any]:
+    d = b.to_dict()
+    return {k: d[k] for k in ("index", "models", "full_refresh", "heavy", "estimated_seconds")}
 
 
 def _submitted_fields(batch: PlannedBatch, attempt: int, run: RunView, *, adopted: bool) -> dict[str, Any]:

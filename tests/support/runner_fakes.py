@@ -157,7 +157,7 @@ class FakeValidator:
         self.specs = specs
         self.calls = 0
 
-    def validate(self, approved: Approved, now: datetime) -> Validation:
+    def validate(self, approved: Approved, now: datetime, *, keep: Any = None) -> Validation:
         self.calls += 1
         s = self.specs[approved.request_id]
         batches = tuple(PlannedBatch(i, (f"model.p.{s.rid}_{i}",), heavy=s.heavy)

@@ -39,7 +39,7 @@ def test_json_is_stable_and_round_trips() -> None:
     e = ev(audit.BATCH_FINISHED, 4, batch=1, state="completed", counts={"success": 3, "pass": 8})
     text = e.to_json()
     assert list(json.loads(text)) == ["schema", "type", "request_id", "seq", "at", "event_id", "runner",
-                                      "fields"]
+                                      "prev", "fields"]
     assert list(json.loads(text)["fields"]) == ["batch", "counts", "state"]
     assert list(json.loads(text)["fields"]["counts"]) == ["pass", "success"]
     assert AuditEvent.from_json(text) == e and AuditEvent.from_json(text).to_json() == text

@@ -5,7 +5,7 @@ The CLI parses options and renders; everything it does is a call into this modul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,17 +59,48 @@ def current_policy_hash(config: Config) -> str:
     return policy_hash(policy_from_config(config.policy))
 
 
+def finished_requests(config: Config) -> dict[str, tuple[str, str | None]] | None:
+    """``{id: (outcome, content hash)}`` of every request the audit branch says reached an end.
+
+    Read from this clone's copy of the audit branch (``<audit.remote>/<audit.branch>``, as last
+    fetched; nothing is fetched here); None when the clone has no copy or is no git repository.
+    """
+    from . import audit
+    from .adapters.git_audit import GitAuditStore, GitRemote
+    from .errors import RescueError
+
+    try:
+        events = GitAuditStore(GitRemote(config.root, config.audit.remote), config.audit.branch).read_local()
+    except RescueError:
+        return None
+    if events is None:
+        return None
+    out: dict[str, tuple[str, str | None]] = {}
+    for rid, (state, _) in audit.examine_all(events).items():
+        if state.outcome is not None:
+            out[rid] = (state.outcome, state.content_hash)
+    return out
+
+
 def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
              dbt: DbtProject | None = None, with_plan: bool = True, now: datetime | None = None,
-             config_findings: Sequence[Finding] = ()) -> ValidationReport:
+             config_findings: Sequence[Finding] = (),
+             finished: Mapping[str, tuple[str, str | None]] | None = None) -> ValidationReport:
     """Validate request files through the one pipeline (``pipeline``): decode, resolve, plan, policy.
 
     dbt is loaded at most once, and only when some request reached the selection stage,
     so a malformed file is reported in milliseconds. ``now`` (default: the clock) is the
     instant the policy's time rules judge by; ``config_findings`` are carried into the report.
+    ``finished`` (``finished_requests``): ids already used, for RR014.
     """
+    from .request import check_reused_ids
+
     cwd = cwd or Path.cwd()
     reports = load_requests(paths, config, cwd)
+    if finished:
+        reused = check_reused_ids([r.request for r in reports if r.request is not None], finished)
+        for r in reports:
+            r.findings.extend(f for f in reused if f.path == r.path)
     checker = Checker(config, now or datetime.now(UTC), dbt=dbt)
     for r in reports:
         checker.check(r, plan=with_plan)

@@ -13,6 +13,10 @@ RR011   The file name is not a valid request id: the id is the file name without
 RR012   A date or date-time has the right shape but is not a real instant
         (``2026-02-30``, ``2026-13-01``, hour 24), or lacks a timezone.
 RR013   Two request files share an id (same file name in different folders).
+RR014   The id was already used by a request that reached an end (succeeded, failed,
+        expired, cancelled ...; recorded on the audit branch) and this file's content
+        differs: ids are used once, so it would never run. Choose a new id (rename the
+        file). Checked when the audit branch is available locally (see docs/operating.md).
 ======  ==========================================================================
 
 Decisions a user may need to know:
@@ -37,7 +41,7 @@ Decisions a user may need to know:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -193,6 +197,28 @@ def check_unique_ids(requests: Iterable[Request]) -> list[Finding]:
                     1,
                 )
             )
+    return findings
+
+
+def check_reused_ids(requests: Iterable[Request],
+                     finished: Mapping[str, tuple[str, str | None]]) -> list[Finding]:
+    """RR014 for every request whose id already reached an end with other content.
+
+    ``finished`` maps a request id to its outcome and the content hash it was validated with,
+    as the audit trail records them.
+    """
+    findings = []
+    for request in requests:
+        if request.id not in finished:
+            continue
+        outcome, content_hash = finished[request.id]
+        if content_hash == request.content_hash:
+            continue
+        findings.append(Finding(
+            "RR014", Severity.ERROR,
+            f"request id '{request.id}' was already used by a request that ended {outcome} (audit branch); "
+            "ids are used once and this file would never run: choose a new id (rename the file)",
+            request.path, 1))
     return findings
 
 

@@ -194,7 +194,9 @@ class Runner:
         self.dry_run = dry_run
         self.report = ApplyReport("nothing")
         self.store.refresh()
-        if not self._pending(self.source.approved(), self._states()[0]):
+        approved, states = self.source.approved(), self._states()[0]
+        self._reused_ids(approved, states)
+        if not self._pending(approved, states):
             self.say("nothing to do: no approved request is pending")
             return self.report
         recovering = False
@@ -289,6 +291,16 @@ class Runner:
             thread.join()
 
     # -- one pass --
+
+    def _reused_ids(self, approved: Sequence[Approved], states: Mapping[str, RequestState]) -> None:
+        """Ids are used once: a finished request's id on the branch with other content never runs; say so."""
+        for a in approved:
+            s = states.get(a.request_id)
+            if s is not None and s.terminal and s.content_hash != a.content_hash:
+                self.report.problems.append(a.request_id)
+                self.say(f"{a.request_id}: {a.path} is not run: request id {a.request_id} already ended "
+                         f"{s.outcome}, and ids are used once; choose a new id (rename the file) in a new "
+                         "pull request")
 
     def _pending(self, approved: Sequence[Approved], states: Mapping[str, RequestState]) -> list[str]:
         ids = [a.request_id for a in approved

@@ -235,6 +235,18 @@ class GitAuditStore:
     def events(self) -> list[AuditEvent]:
         return list(self._events)
 
+    def read_local(self) -> list[AuditEvent] | None:
+        """The events at this clone's copy of the branch (``<remote>/<branch>``, else the local
+        branch), without fetching; None when the clone has neither (e.g. not fetched in CI)."""
+        for ref in (f"refs/remotes/{self.remote.name}/{self.branch}", f"refs/heads/{self.branch}"):
+            try:
+                sha = self.remote._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+            except RescueError:
+                continue
+            if sha:
+                return self._read(sha)
+        return None
+
     def append(self, event: AuditEvent) -> None:
         data = event.to_json().encode("utf-8")
         blob = self.remote.store_blob(data)

@@ -67,8 +67,23 @@ def _gh_escape(value: str, *, prop: bool = False) -> str:
     return value
 
 
+def gh_plain(line: str) -> str:
+    """A line of plain output that the Actions runner can never read as a workflow command.
+
+    The runner acts on a line that starts (after blanks) with ``::`` or ``##[``; request data
+    (file names, messages) may hold line breaks and such text. So ``%``, CR and LF are escaped
+    as in command data and every ``::`` and ``##[`` is broken up.
+    """
+    line = _gh_escape(line).replace("::", ":%3A")
+    return line.replace("##[", "#%23[")
+
+
 def render_github(report: ValidationReport) -> str:
-    """GitHub Actions workflow commands: each finding becomes an annotation on its file and line."""
+    """GitHub Actions workflow commands: each finding becomes an annotation on its file and line.
+
+    Every other line (the text report after the annotations) goes through ``gh_plain``, and
+    the text report is rendered from findings whose strings cannot break a line.
+    """
     out: list[str] = []
     level = {"error": "error", "warning": "warning", "info": "notice"}
     for f in report.findings:
@@ -77,8 +92,24 @@ def render_github(report: ValidationReport) -> str:
             props += f",line={f.line}"
         props += f",title={_gh_escape(f.code, prop=True)}"
         out.append(f"::{level[f.severity.value]} {props}::{_gh_escape(f.message)}")
-    out.append(render_text(report).rstrip("\n"))
+    out.extend(gh_plain(line) for line in render_text(_one_line_strings(report)).rstrip("\n").split("\n"))
     return "\n".join(out) + "\n"
+
+
+def _one_line_strings(report: ValidationReport) -> ValidationReport:
+    """The report with CR and LF escaped in every path, id and message (for line-based output)."""
+    import dataclasses
+
+    def esc(text: str | None) -> str | None:
+        return None if text is None else text.replace("\r", "%0D").replace("\n", "%0A")
+
+    def fix(f: Finding) -> Finding:
+        return dataclasses.replace(f, path=esc(f.path) or "", message=esc(f.message) or "")
+
+    requests = [dataclasses.replace(r, path=esc(r.path) or "", id=esc(r.id),
+                                    findings=[fix(f) for f in r.findings]) for r in report.requests]
+    return dataclasses.replace(report, requests=requests,
+                               config_findings=[fix(f) for f in report.config_findings])
 
 
 def _md_cell(text: str) -> str:

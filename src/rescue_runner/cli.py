@@ -107,14 +107,22 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: st
     """
     from . import app
 
-    base: Any = None
-    config_findings: list[Any] = []
-    if base_ref is not None:
-        from .trusted import load_base_config
+    try:
+        base: Any = None
+        config_findings: list[Any] = []
+        if base_ref is not None:
+            from .trusted import load_base_config
 
-        base, config_findings = load_base_config(base_ref, ctx.obj.get("config"))
-    cfg = _load_config(ctx, base=base, **dbt_opts)
-    report = app.validate(list(paths), cfg, now=now, config_findings=config_findings)
+            base, config_findings = load_base_config(base_ref, ctx.obj.get("config"))
+        cfg = _load_config(ctx, base=base, **dbt_opts)
+        report = app.validate(list(paths), cfg, now=now, config_findings=config_findings,
+                              finished=app.finished_requests(cfg))
+    except RescueError as exc:
+        if fmt != "github":
+            raise
+        from .reporting.validation import gh_plain  # an error text may hold a hostile file name
+
+        raise RescueError(gh_plain(exc.message), hint=gh_plain(exc.hint) if exc.hint else None) from exc
     click.echo(RENDERERS[fmt](report), nl=False)
     ctx.exit(0 if report.ok else 1)
 

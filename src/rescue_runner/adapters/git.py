@@ -42,6 +42,11 @@ def repo_root(start: Path) -> Path:
     return Path(repo.working_tree_dir).resolve()
 
 
+def git_dir(start: Path) -> Path:
+    """The git directory of the repository holding ``start`` (``.git``, or a worktree's)."""
+    return Path(_repo(start).git_dir).resolve()
+
+
 def read_at_ref(start: Path, ref: str, path: str) -> bytes:
     """The bytes of ``path`` (relative to the repository root, '/'-separated) as of ``ref``.
 

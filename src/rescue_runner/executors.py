@@ -21,7 +21,7 @@ from .contention import Ask, Decision
 from .errors import RunNotFound
 from .model import PlannedBatch
 from .reconcile import MISSING, Approved, RunView, Validation
-from .reporting.prefect_run import RunContext, web_links
+from .reporting.prefect_run import RunContext, artifact_key, result_markdown, web_links
 
 _FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 MAX_FAILED_NODES = 20
@@ -36,6 +36,7 @@ class ServerExecutor:
     def __init__(self, config: Config, api_url: str) -> None:
         self.config, self.api_url = config, api_url
         self._deployment_id: str | None = None
+        self._reported: set[str] = set()
 
     @property
     def deployment_id(self) -> str:
@@ -85,6 +86,9 @@ class ServerExecutor:
     def _view(self, run: Any) -> RunView:
         final = run.state_type in _FINAL
         counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
+        if final and self.config.prefect.mapping is not None and run.id not in self._reported:
+            self._reported.add(run.id)
+            _attach_result(self.api_url, run)
         return RunView(run.id, run.state_type, final=final, url=execution.ui_url(self.api_url, run.id),
                        name=run.name, state_name=run.state_name, idempotency_key=run.idempotency_key,
                        mode=self.mode, counts=counts, failed_nodes=failed,
@@ -155,6 +159,23 @@ def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:
     """Server mode with PREFECT_API_URL, embedded otherwise (as ``execution`` decides)."""
     url = execution.prefect_api_url()
     return ServerExecutor(config, url) if url else EmbeddedExecutor(config)
+
+
+def _attach_result(api_url: str, run: Any) -> None:
+    """A mapped deployment runs the team's own flow, which adds no result artifact: the runner adds
+    a short one (final state and message) when it sees the run end. Best effort."""
+    from .adapters import prefect_artifacts
+
+    rid = next((t.split(":", 1)[1] for t in run.tags if t.startswith("rescue:")), None)
+    if rid is None:
+        return
+    status = {"COMPLETED": "success", "FAILED": "failed", "CRASHED": "failed"}.get(run.state_type,
+                                                                                  str(run.state_type).lower())
+    summary = {"status": status, "error": f"{run.state_name}: {run.state_message}" if status != "success"
+               and run.state_message else None}
+    prefect_artifacts.attach_markdown(run.id, result_markdown(summary), key=artifact_key(rid, "result"),
+                                      description="rescue batch result (recorded by the runner)",
+                                      api_url=api_url)
 
 
 def run_context(config: Config, approved: Approved, validation: Validation, state: RequestState,

@@ -24,7 +24,7 @@ from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
 from support.rescue_repo import config, git, make_repo
 
 from rescue_runner import audit, execution
-from rescue_runner.adapters import prefect_api
+from rescue_runner.adapters import prefect_api, prefect_artifacts
 from rescue_runner.graph import graph_from_manifest_dict, load_manifest_json
 
 pytestmark = pytest.mark.slow
@@ -111,6 +111,9 @@ def test_apply_drives_the_teams_own_deployment(example_build: ExampleBuild, pref
         assert received["dbt_selects"] == {"run": want} and f"rescue:{rid}" in received["tags"]
         results = json.loads((stored / run.id / "run_results.json").read_text())["results"]
         assert [r["unique_id"] for r in results] == batch["models"]
+        # Context and (from the runner, as the team's flow adds none) result artifacts on its runs.
+        keys = [a.key for a in prefect_artifacts.read_markdown(run.id, api_url=prefect_server.api_url)]
+        assert sorted(keys) == [f"rescue-{rid}", f"rescue-{rid}-result"], keys
     assert [b["models"] for b in validated["batches"]] == [["model.lakehouse.stg_orders"],
                                                            ["model.lakehouse.int_orders"]]
     con = duckdb.connect(str(lake.db_path), read_only=True)

@@ -29,7 +29,6 @@ from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker, 
 from rescue_runner import execution
 from rescue_runner.adapters import prefect_api, prefect_artifacts
 from rescue_runner.adapters.dbt import DbtProject
-from rescue_runner.audit import PlanBatch
 from rescue_runner.config import Config, config_from_data
 from rescue_runner.errors import RescueError
 from rescue_runner.graph import graph_from_manifest_dict, load_manifest_json
@@ -495,7 +494,7 @@ def test_embedded_mode_runs_the_batch_in_process(
 
     # The planner's parsed manifest is reused: the flow does not parse again.
     planned = DbtProject.from_project(cfg.dbt.project_dir, cfg.dbt.profiles_dir, cfg.dbt.target)
-    ctx = RunContext(request_id="req-embedded", batch=1, batches=(PlanBatch(1, SMALL_BATCH.models),),
+    ctx = RunContext(request_id="req-embedded", batch=1, batches=(SMALL_BATCH,),
                      ticket="DATA-7")
     again = execution.submit_batch(cfg, "req-embedded", "sha256:e", SMALL_BATCH, 1, planned.graph(),
                                    manifest=planned.manifest, context=ctx)

@@ -40,6 +40,7 @@ BATCH_FINISHED = "batch_finished"
 BATCH_RUNNING_LONG = "batch_running_long"  # announced once per batch run: far beyond its estimate
 REQUEST_FINISHED = "request_finished"
 OPERATOR_RETRY = "operator_retry"
+OPERATOR_CLOSE = "operator_close"  # `rescue cancel` / `rescue close`: the request ends by a person's decision
 
 # Allowed field names per event type (anything else is refused when the event is built).
 FIELDS: Mapping[str, frozenset[str]] = {
@@ -53,10 +54,12 @@ FIELDS: Mapping[str, frozenset[str]] = {
         "models", "lock"}),
     BATCH_RUNNING: frozenset({"batch", "attempt", "flow_run_id"}),
     BATCH_FINISHED: frozenset({
-        "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason"}),
+        "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason", "error",
+        "rebuilt", "skipped"}),
     BATCH_RUNNING_LONG: frozenset({"batch", "attempt", "flow_run_id", "minutes", "estimate_seconds"}),
     REQUEST_FINISHED: frozenset({"outcome", "reason", "batches_completed", "batches_total"}),
     OPERATOR_RETRY: frozenset({"attempt", "by", "reason", "accept_plan"}),
+    OPERATOR_CLOSE: frozenset({"outcome", "by", "reason", "batch", "flow_run_id", "run_state"}),
 }
 EVENT_TYPES = tuple(FIELDS)
 
@@ -66,7 +69,8 @@ FAILED = "failed"
 NEEDS_OPERATOR = "needs_operator"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
-OUTCOMES = (SUCCEEDED, FAILED, NEEDS_OPERATOR, EXPIRED, CANCELLED)
+CLOSED = "closed"  # an operator closed a failed / needs_operator request for good
+OUTCOMES = (SUCCEEDED, FAILED, NEEDS_OPERATOR, EXPIRED, CANCELLED, CLOSED)
 
 # Kinds of waiting.
 WINDOW_CLOSED = "window_closed"
@@ -228,6 +232,9 @@ class BatchRecord:
     counts: Mapping[str, int] = field(default_factory=dict)
     failed_nodes: tuple[str, ...] = ()
     running_long: bool = False  # the running-long alert was given for this run
+    error: str | None = None  # a failed batch: the first failing node and dbt's message
+    rebuilt: tuple[str, ...] = ()  # models the run rebuilt before it ended
+    skipped: tuple[str, ...] = ()  # nodes dbt skipped (downstream of a failure)
 
     @property
     def in_flight(self) -> bool:
@@ -360,13 +367,24 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
                                                 flow_run_id=f.get("flow_run_id"))
         rec = replace(old, state=str(f.get("state") or B_UNKNOWN), finished_at=e.at,
                       state_name=f.get("state_name"), counts=dict(f.get("counts") or {}),
-                      failed_nodes=tuple(f.get("failed_nodes") or ()))
+                      failed_nodes=tuple(f.get("failed_nodes") or ()), error=f.get("error"),
+                      rebuilt=tuple(f.get("rebuilt") or ()), skipped=tuple(f.get("skipped") or ()))
         status = "pending" if rec.state == B_COMPLETED else s.status
         return _with_record(replace(s, status=status, reason=f.get("reason")), rec,
                             replace_last=idx in s.batches)
     if e.type == REQUEST_FINISHED:
         return replace(s, status=str(f["outcome"]), outcome=str(f["outcome"]), reason=f.get("reason"),
                        finished_at=e.at, waiting_kind=None, waiting_batch=None, waiting_since=None)
+    if e.type == OPERATOR_CLOSE:
+        outcome = str(f.get("outcome") or CLOSED)
+        closed = f.get("batch")
+        old = s.batches.get(int(closed)) if closed is not None else None
+        if old is not None and old.in_flight:  # its run was cancelled with the request
+            s = _with_record(s, replace(old, state=B_CANCELLED, finished_at=e.at,
+                                        state_name=f.get("run_state")), replace_last=True)
+        return replace(s, status=outcome, outcome=outcome, finished_at=e.at,
+                       reason=f"{outcome} by {f.get('by')}: {f.get('reason')}", waiting_kind=None,
+                       waiting_batch=None, waiting_since=None)
     if e.type == OPERATOR_RETRY:
         s = replace(s, status="pending", outcome=None, reason=f.get("reason"),
                     attempt=int(f.get("attempt") or s.attempt + 1), batches={}, finished_at=None,
@@ -500,7 +518,7 @@ def check_consistency(events: Sequence[AuditEvent]) -> list[str]:
         finished: set[tuple[int, int]] = set()
         for e in evs:
             f = e.fields
-            if s.terminal and e.type != OPERATOR_RETRY:
+            if s.terminal and e.type not in (OPERATOR_RETRY, OPERATOR_CLOSE):
                 problems.append(f"{rid}: {e.type} (seq {e.seq}) after the request finished")
             if e.type == BATCH_SUBMITTED:
                 key = (int(f["batch"]), int(f.get("attempt") or s.attempt))

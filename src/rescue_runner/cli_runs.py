@@ -1,4 +1,5 @@
-"""The runner's commands: ``rescue apply``, ``status``, ``log``, ``retry`` (registered by ``cli.py``).
+"""The runner's commands: ``rescue apply``, ``status``, ``log``, ``retry``, ``cancel``, ``close``
+(registered by ``cli.py``). Request ids may be given by a unique prefix and complete in the shell.
 
 Thin like the rest of the CLI: parse options, call ``rescue_runner.operate``, render,
 return an exit code. Exit codes: 0 ok (also "nothing to do" and "busy"), 1 when this pass
@@ -19,6 +20,12 @@ from .reporting.runs import LOG_RENDERERS, STATUS_RENDERERS
 
 NOW_ENV = "RESCUE_NOW"
 ENV_ENV = "RESCUE_ENV"
+
+
+def _complete_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from . import operate
+
+    return operate.complete_ids(_config(ctx), Path.cwd(), incomplete)
 
 
 def _config(ctx: click.Context) -> Path | None:
@@ -97,7 +104,7 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
 
 
 @click.command()
-@click.argument("request_id", required=False)
+@click.argument("request_id", required=False, shell_complete=_complete_id)
 @click.option("--format", "fmt", type=format_option(STATUS_RENDERERS), default="text", show_default=True,
               help="markdown: the overview for a pinned issue or a CI job summary.")
 @_now_option
@@ -119,7 +126,7 @@ def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime |
 
 
 @click.command()
-@click.argument("request_id", required=False)
+@click.argument("request_id", required=False, shell_complete=_complete_id)
 @click.option("--format", "fmt", type=format_option(LOG_RENDERERS), default="text", show_default=True)
 @click.pass_context
 def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
@@ -136,7 +143,7 @@ def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", shell_complete=_complete_id)
 @click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
 @click.option("--reason", required=True, help="Why it is safe to go on (recorded in the audit trail).")
 @click.option("--accept-plan", is_flag=True,
@@ -161,10 +168,61 @@ def retry(ctx: click.Context, request_id: str, by: str, reason: str, accept_plan
     event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
                           now=_test_clock(None), accept_plan=accept_plan)
     what = "; the plan at the next pass is approved" if accept_plan else ""
-    click.echo(f"{request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}{what}")
+    click.echo(f"{event.request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}{what}")
 
 
-COMMANDS = (apply, status, log, retry)
+@click.command()
+@click.argument("request_id", shell_complete=_complete_id)
+@click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--timeout", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+              help="Seconds to wait for the flow run to reach CANCELLED.")
+@_env_option
+@click.pass_context
+def cancel(ctx: click.Context, request_id: str, by: str, reason: str, timeout: float, env: str) -> None:
+    """Operator: stop a request that has not finished, and cancel its running flow run.
+
+    The flow run is cancelled through the Prefect API (its worker stops the process); the
+    request ends `cancelled` and is never picked up again. Completed batches stay in the
+    warehouse: a cancelled batch may have rebuilt some of its models.
+
+    \b
+    Example:
+      rescue cancel 2026-11-23-int-orders-hotfix --by ana --reason "wrong selection, replaced by PR 812"
+    """
+    from . import operate
+
+    event = operate.cancel(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
+                           now=_test_clock(None), timeout=timeout, say=lambda line: click.echo(line))
+    f = event.fields
+    run = f" (flow run {f['flow_run_id']}: {str(f.get('run_state')).lower()})" if f.get("flow_run_id") else ""
+    click.echo(f"{event.request_id}: cancelled by {f['by']}{run}")
+
+
+@click.command()
+@click.argument("request_id", shell_complete=_complete_id)
+@click.option("--by", required=True, help="Who decides (recorded in the audit trail).")
+@click.option("--reason", required=True, help="Why it is closed (recorded in the audit trail).")
+@_env_option
+@click.pass_context
+def close(ctx: click.Context, request_id: str, by: str, reason: str, env: str) -> None:
+    """Operator: close a failed or needs-operator request for good (state `closed`).
+
+    It is no longer an open problem in `rescue status`, can never be retried, and the audit
+    trail keeps why and by whom.
+
+    \b
+    Example:
+      rescue close 2026-11-23-int-orders-hotfix --by ana --reason "rebuilt by hand, see DATA-1412"
+    """
+    from . import operate
+
+    event = operate.close(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
+                          now=_test_clock(None))
+    click.echo(f"{event.request_id}: closed by {event.fields['by']}")
+
+
+COMMANDS = (apply, status, log, retry, cancel, close)
 
 
 def register(group: click.Group) -> None:

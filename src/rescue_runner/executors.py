@@ -85,14 +85,13 @@ class ServerExecutor:
 
     def _view(self, run: Any) -> RunView:
         final = run.state_type in _FINAL
-        counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
+        outcome = _outcome(self.config, run.id, run.state_type) if final else {}
         if final and self.config.prefect.mapping is not None and run.id not in self._reported:
             self._reported.add(run.id)
             _attach_result(self.api_url, run)
         return RunView(run.id, run.state_type, final=final, url=execution.ui_url(self.api_url, run.id),
                        name=run.name, state_name=run.state_name, idempotency_key=run.idempotency_key,
-                       mode=self.mode, counts=counts, failed_nodes=failed,
-                       started_at=getattr(run, "start_time", None))
+                       mode=self.mode, started_at=getattr(run, "start_time", None), **outcome)
 
 
 class EmbeddedExecutor:
@@ -131,10 +130,9 @@ class EmbeddedExecutor:
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
             manifest=_parsed_manifest(ctx.dbt),
             context=run_context(self.config, approved, validation, state, batch, attempt))
-        counts, failed = summary_counts(self.config, sub.flow_run_id)
         return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
                        idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
-                       mode=self.mode, counts=counts, failed_nodes=failed)
+                       mode=self.mode, **_outcome(self.config, sub.flow_run_id, sub.state))
 
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
         from .adapters import prefect_embedded
@@ -149,10 +147,9 @@ class EmbeddedExecutor:
 
     def _view(self, run: Any) -> RunView:
         final = run.state_type in _FINAL
-        counts, failed = summary_counts(self.config, run.id) if final else ({}, ())
+        outcome = _outcome(self.config, run.id, run.state_type) if final else {}
         return RunView(run.id, run.state_type, final=True, name=run.name, state_name=run.state_name,
-                       idempotency_key=run.idempotency_key, mode=self.mode, counts=counts,
-                       failed_nodes=failed, orphaned=not final)
+                       idempotency_key=run.idempotency_key, mode=self.mode, orphaned=not final, **outcome)
 
 
 def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:
@@ -197,6 +194,49 @@ def run_context(config: Config, approved: Approved, validation: Validation, stat
         event_time=(et.start.isoformat(), et.end.isoformat()) if et is not None else None,
         done=frozenset(b.index for b in state.history if b.state == "completed"),
         audit_url=links["audit_url"], pr_url=links["pr_url"], commit_url=links["commit_url"])
+
+
+MAX_ERROR_CHARS = 300
+MAX_LISTED = 50
+
+
+def summary_detail(config: Config, flow_run_id: str) -> dict[str, Any]:
+    """What a failed run left behind, from its ``summary.json``: the first failing node with dbt's
+    message (truncated, secrets stripped), the models it rebuilt and the nodes dbt skipped."""
+    from .redact import redact
+
+    data = _summary(config, flow_run_id)
+    out: dict[str, Any] = {"rebuilt": tuple(str(u) for u in (data.get("rebuilt") or ())[:MAX_LISTED]),
+                           "skipped": tuple(str(u) for u in (data.get("skipped") or ())[:MAX_LISTED])}
+    failed = [f for f in data.get("failed") or () if isinstance(f, dict)]
+    if failed:
+        first = failed[0]
+        message = " ".join(str(first.get("message") or "").split())
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[: MAX_ERROR_CHARS - 1] + "…"
+        more = f" (and {len(failed) - 1} more failing node(s))" if len(failed) > 1 else ""
+        out["error"] = redact(f"{first.get('unique_id')} {first.get('status')}: {message}{more}")
+    elif data.get("error"):
+        out["error"] = redact(" ".join(str(data["error"]).split())[:MAX_ERROR_CHARS])
+    return out
+
+
+def _summary(config: Config, flow_run_id: str) -> dict[str, Any]:
+    base = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
+    try:
+        data = json.loads((Path(base) / flow_run_id / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _outcome(config: Config, run_id: str, state: str | None) -> dict[str, Any]:
+    """RunView fields from the run's summary (counts; for runs that did not complete, what they left)."""
+    counts, failed = summary_counts(config, run_id)
+    out: dict[str, Any] = {"counts": counts, "failed_nodes": failed}
+    if state not in (None, "COMPLETED"):
+        out.update(summary_detail(config, run_id))
+    return out
 
 
 def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int], tuple[str, ...]]:

@@ -8,7 +8,7 @@ from the protected branch. dbt and Prefect are imported only when some request n
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -164,9 +164,8 @@ def status(config_path: Path | None, cwd: Path, request_id: str | None = None, *
         approved = {a.request_id: a for a in w.source.approved()}
     ids = sorted(set(states) | set(approved), key=lambda rid: _order_key(rid, states, approved))
     if request_id is not None:
-        if request_id not in ids:
-            raise RescueError(f"no request {request_id!r} on {w.config.audit.protected_branch} "
-                              "or in the audit trail", hint="`rescue status` lists them all")
+        request_id = resolve_id(request_id, ids,
+                                where=f" on {w.config.audit.protected_branch} or in the audit trail")
         ids = [request_id]
     out = []
     for rid in ids:
@@ -207,22 +206,46 @@ def log(config_path: Path | None, cwd: Path, request_id: str | None = None) -> l
     """The audit trail (one request or all), oldest first."""
     _, events = _read(config_path, cwd, None)
     if request_id is not None:
-        events = [e for e in events if e.request_id == request_id]
-        if not events:
-            raise RescueError(f"no audit events for {request_id!r}", hint="`rescue log` shows every request")
-        return audit.order(events)
+        request_id = resolve_id(request_id, {e.request_id for e in events}, where=" in the audit trail")
+        return audit.order(e for e in events if e.request_id == request_id)
     return audit.timeline(events)
 
 
 # ---- operator action -----------------------------------------------------------------------
 
-def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
-          env: str = DEFAULT_ENV, now: datetime | None = None, accept_plan: bool = False) -> AuditEvent:
-    """Reopen a failed / needs-operator request with the next attempt number (completed batches stay done).
+def complete_ids(config_path: Path | None, cwd: Path, incomplete: str) -> list[str]:
+    """Request ids starting with ``incomplete``, from local files only (shell completion: no fetch)."""
+    from .adapters.git_audit import local_request_ids
 
-    ``accept_plan``: the plan re-derived at the next pass becomes the approved one and runs whole
-    (after plan drift). Takes the environment's lock like a runner, so it never races a pass.
-    """
+    try:
+        cfg = load_config(config_path, cwd=cwd)
+    except RescueError:
+        return []
+    ids = set(local_request_ids(cfg.root, cfg.audit.remote, cfg.audit.branch))
+    if cfg.requests_dir.is_dir():
+        ids |= {p.stem for p in cfg.requests_dir.glob("*.yaml")}
+    return sorted(rid for rid in ids if rid.startswith(incomplete))
+
+
+def resolve_id(given: str, known: Iterable[str], *, where: str = "") -> str:
+    """The request id ``given`` names: itself, or the one known id it is a unique prefix of."""
+    ids = sorted(set(known))
+    if given in ids:
+        return given
+    matches = [rid for rid in ids if rid.startswith(given)] if given else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise RescueError(f"{given!r} matches {len(matches)} requests: {shown}",
+                          hint="type more of the id")
+    raise RescueError(f"no request {given!r}{where}", hint="`rescue status` lists them all")
+
+
+def _operator_action(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
+                     env: str, now: datetime | None,
+                     decide: Callable[[Wiring, RequestState], tuple[str, dict[str, Any]]]) -> AuditEvent:
+    """Take the lock like a runner, find the request (id or unique prefix), record what ``decide`` says."""
     from .adapters.git_audit import GitLock, new_holder_id
 
     if not by.strip() or len(reason.strip()) < 10:
@@ -236,19 +259,100 @@ def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reas
         raise RescueError(f"busy: {got.message}", hint="try again when the runner's pass is over")
     try:
         w.store.refresh()
-        evs = [e for e in w.store.events() if e.request_id == request_id]
-        s, _ = audit.examine(request_id, evs)
-        if not evs:
-            raise RescueError(f"no audit events for {request_id!r}: nothing to retry")
-        if s.outcome not in (audit.FAILED, audit.NEEDS_OPERATOR):
-            raise RescueError(f"{request_id} is {s.status}; only failed or needs_operator requests "
-                              "can be retried")
-        fields: dict[str, Any] = {"attempt": s.attempt + 1, "by": by.strip(), "reason": reason.strip()}
-        if accept_plan:
-            fields["accept_plan"] = True
-        event = AuditEvent(audit.OPERATOR_RETRY, request_id, clock.now(), s.last_seq + 1,
-                           uuid.uuid4().hex[:12], fields, holder, prev=s.last_digest)
+        events = w.store.events()
+        known = {e.request_id for e in events}
+        if w.store.tips.get(w.config.audit.protected_branch):
+            known |= {a.request_id for a in w.source.approved()}
+        rid = resolve_id(request_id, known,
+                         where=f" on {w.config.audit.protected_branch} or in the audit trail")
+        s, _ = audit.examine(rid, [e for e in events if e.request_id == rid])
+        type_, fields = decide(w, s)
+        fields = {**fields, "by": by.strip(), "reason": reason.strip()}
+        event = AuditEvent(type_, rid, clock.now(), s.last_seq + 1, uuid.uuid4().hex[:12], fields, holder,
+                           prev=s.last_digest)
+        lock.fence()
         w.store.append(event)
         return event
     finally:
         lock.release()
+
+
+def retry(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
+          env: str = DEFAULT_ENV, now: datetime | None = None, accept_plan: bool = False) -> AuditEvent:
+    """Reopen a failed / needs-operator request with the next attempt number (completed batches stay done).
+
+    ``accept_plan``: the plan re-derived at the next pass becomes the approved one and runs whole
+    (after plan drift). Takes the environment's lock like a runner, so it never races a pass.
+    """
+    def decide(w: Wiring, s: RequestState) -> tuple[str, dict[str, Any]]:
+        if not s.last_seq:
+            raise RescueError(f"{s.request_id} has not been picked up by the runner: nothing to retry")
+        if s.outcome not in (audit.FAILED, audit.NEEDS_OPERATOR):
+            raise RescueError(f"{s.request_id} is {s.status}; only failed or needs_operator requests "
+                              "can be retried")
+        fields: dict[str, Any] = {"attempt": s.attempt + 1}
+        if accept_plan:
+            fields["accept_plan"] = True
+        return audit.OPERATOR_RETRY, fields
+
+    return _operator_action(config_path, cwd, request_id, by=by, reason=reason, env=env, now=now,
+                            decide=decide)
+
+
+def close(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
+          env: str = DEFAULT_ENV, now: datetime | None = None) -> AuditEvent:
+    """Close a failed / needs-operator request for good (state ``closed``; it never runs again)."""
+    def decide(w: Wiring, s: RequestState) -> tuple[str, dict[str, Any]]:
+        if s.outcome not in (audit.FAILED, audit.NEEDS_OPERATOR):
+            what = "cancel it with `rescue cancel`" if not s.terminal else "it is finished already"
+            raise RescueError(f"{s.request_id} is {s.status}; only failed or needs_operator requests can be "
+                              f"closed ({what})")
+        return audit.OPERATOR_CLOSE, {"outcome": audit.CLOSED}
+
+    return _operator_action(config_path, cwd, request_id, by=by, reason=reason, env=env, now=now,
+                            decide=decide)
+
+
+def cancel(config_path: Path | None, cwd: Path, request_id: str, *, by: str, reason: str,
+           env: str = DEFAULT_ENV, now: datetime | None = None, timeout: float = 60.0,
+           say: Callable[[str], None] = lambda line: None) -> AuditEvent:
+    """Cancel a request that has not finished: its running flow run is cancelled through the Prefect API
+    (the worker stops it), then the request ends ``cancelled`` and frees its place in the queue."""
+    def decide(w: Wiring, s: RequestState) -> tuple[str, dict[str, Any]]:
+        if s.terminal:
+            raise RescueError(f"{s.request_id} is {s.status} already; nothing to cancel",
+                              hint="`rescue close` ends a failed or needs_operator request for good")
+        fields: dict[str, Any] = {"outcome": audit.CANCELLED}
+        rec = s.in_flight
+        if rec is not None and rec.flow_run_id:
+            fields.update(batch=rec.index, flow_run_id=rec.flow_run_id,
+                          run_state=_cancel_run(w, rec.flow_run_id, by=by, reason=reason, timeout=timeout,
+                                                say=say))
+        return audit.OPERATOR_CLOSE, fields
+
+    return _operator_action(config_path, cwd, request_id, by=by, reason=reason, env=env, now=now,
+                            decide=decide)
+
+
+def _cancel_run(w: Wiring, flow_run_id: str, *, by: str, reason: str, timeout: float,
+                say: Callable[[str], None]) -> str:
+    from . import execution
+    from .adapters import prefect_api
+    from .errors import RunNotFound
+
+    url = execution.prefect_api_url()
+    if url is None:
+        say(f"flow run {flow_run_id}: no PREFECT_API_URL; an embedded run ends with its runner "
+            "(recorded as cancelled)")
+        return "UNKNOWN"
+    say(f"cancelling flow run {flow_run_id} ({execution.ui_url(url, flow_run_id)}) ...")
+    try:
+        note = f"cancelled with rescue cancel by {by.strip()}: {reason.strip()}"
+        run = prefect_api.cancel_flow_run(url, flow_run_id, timeout=timeout, message=note)
+    except RunNotFound:
+        say(f"flow run {flow_run_id} is gone from Prefect")
+        return "MISSING"
+    if not run.is_final:
+        say(f"flow run {flow_run_id} is still {run.state_name} after {timeout:g} s: is its worker online? "
+            "It stops when the worker sees the cancellation")
+    return str(run.state_type)

@@ -99,6 +99,9 @@ class RunView:
     failed_nodes: tuple[str, ...] = ()
     orphaned: bool = False  # embedded: not final, but the process running it is gone
     started_at: datetime | None = None  # when Prefect says it started running
+    error: str | None = None  # the first failing node and dbt's message (truncated, redacted)
+    rebuilt: tuple[str, ...] = ()  # models this run rebuilt (its summary.json)
+    skipped: tuple[str, ...] = ()  # nodes dbt skipped downstream of a failure
 
 
 MISSING = "MISSING"  # RunView.state when the run is gone from Prefect
@@ -297,8 +300,7 @@ def next_step(v: View) -> Step:
     last = s.last_finished
     if last is not None and last.state != audit.B_COMPLETED:
         if last.state == audit.B_FAILED:
-            nodes = f": {', '.join(last.failed_nodes[:5])}" if last.failed_nodes else ""
-            return Finish(audit.FAILED, f"batch {last.index} failed{nodes}")
+            return Finish(audit.FAILED, failure_reason(last))
         return Finish(audit.NEEDS_OPERATOR,
                       f"batch {last.index} (flow run {last.flow_run_id}) ended "
                       f"{last.state_name or last.state}: the outcome is unknown; check the flow run and "
@@ -394,6 +396,26 @@ def next_step(v: View) -> Step:
     if not v.contention.go:
         return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index)
     return Submit(nxt, s.attempt, tuple(v.contention.reasons))
+
+
+def failure_reason(rec: audit.BatchRecord) -> str:
+    """Why a batch failed, for status, log and alerts: dbt's first message, the warehouse left behind."""
+    if rec.error:
+        why = f": {rec.error}"
+    else:
+        why = f": {', '.join(rec.failed_nodes[:5])}" if rec.failed_nodes else ""
+    text = f"batch {rec.index} failed{why}"
+    if rec.rebuilt or rec.skipped:
+        text += (f"; warehouse left mixed: {len(rec.rebuilt)} model(s) rebuilt ({_names(rec.rebuilt)}), "
+                 f"{len(rec.skipped)} downstream node(s) skipped ({_names(rec.skipped)}) and still old")
+    return text + f"; flow run {rec.url or rec.flow_run_id}"
+
+
+def _names(uids: tuple[str, ...], limit: int = 5) -> str:
+    if not uids:
+        return "none"
+    names = ", ".join(u.rsplit(".", 1)[-1] for u in uids[:limit])
+    return names + (f" and {len(uids) - limit} more" if len(uids) > limit else "")
 
 
 def _running_long(v: View, rec: audit.BatchRecord, run: RunView) -> RecordRunningLong | None:

@@ -610,4 +610,18 @@ def _finished_fields(step: reconcile.RecordFinished) -> dict[str, Any]:
     return {"batch": rec.index, "attempt": rec.attempt, "flow_run_id": rec.flow_run_id, "state": step.state,
             "state_name": run.state_name if run else None,
             "counts": dict(run.counts) if run else {}, "failed_nodes": list(run.failed_nodes) if run else [],
-            "reason": step.reason}
+            "reason": step.reason, **_left_behind(run)}
+
+
+def _left_behind(run: RunView | None) -> dict[str, Any]:
+    """What a run that did not complete left in the warehouse (recorded only when there is something)."""
+    if run is None or run.state == "COMPLETED":
+        return {}
+    out: dict[str, Any] = {}
+    if run.error:
+        out["error"] = run.error
+    if run.rebuilt:
+        out["rebuilt"] = list(run.rebuilt)
+    if run.skipped:
+        out["skipped"] = list(run.skipped)
+    return out

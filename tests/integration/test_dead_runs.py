@@ -19,12 +19,19 @@ from pathlib import Path
 import httpx
 import pytest
 from support.example import ExampleBuild, copy_example
-from support.prefect_server import TELEMETRY_OFF, PrefectServer, prefect_executable, stop_process
+from support.prefect_server import (
+    TELEMETRY_OFF,
+    PrefectServer,
+    PrefectWorker,
+    prefect_executable,
+    stop_process,
+)
 from support.rescue_repo import config, make_repo
 from support.webhook import serve_hook
 
-from rescue_runner import audit
+from rescue_runner import audit, execution
 from rescue_runner.adapters import prefect_api
+from rescue_runner.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -122,6 +129,16 @@ def test_worker_and_flow_process_killed_mid_batch_end_crashed_freed_and_announce
             assert "needs an operator" in alert["text"] and run_id in alert["text"], alert["text"]
             status = repo.rescue("status", RID)
             assert "needs_operator" in status.stdout and run_id in status.stdout
+            submitted = [e for e in repo.audit_events() if e.type == audit.BATCH_SUBMITTED]
+            assert len(str(submitted[0].fields["lock"])) == 40  # the fencing token: the lock commit
+
+            # The operator checked the warehouse and closes it for good (an id prefix is enough).
+            closed = repo.rescue("close", RID[:12], "--by", "ana", "--reason", "rebuilt stg_orders by hand")
+            assert closed.returncode == 0 and f"{RID}: closed by ana" in closed.stdout, closed.stderr
+            trail = [e for e in repo.audit_events() if e.request_id == RID]
+            assert audit.derive(RID, trail).outcome == "closed"
+            again = repo.rescue("retry", RID, "--by", "ana", "--reason", "try it once more", check=False)
+            assert again.returncode == 2 and "only failed or needs_operator" in again.stderr
         finally:
             if worker.poll() is None:
                 stop_process(worker)
@@ -148,3 +165,43 @@ def _start_worker(server: PrefectServer, tmp_path: Path) -> subprocess.Popen[byt
 def _busy(api_url: str) -> int:
     snap = prefect_api.contention_snapshot(api_url, work_pool=POOL, work_queue=QUEUE, lookahead_minutes=0)
     return snap.queue_busy
+
+
+SLOW_MODEL = """
+def model(dbt, session):
+    import time
+
+    time.sleep(300)  # long enough to be cancelled while running
+    return session.sql("select 1 as id")
+"""
+
+
+def test_cancel_stops_a_running_flow_run_and_records_it(
+        prefect_server: PrefectServer, prefect_worker: PrefectWorker, example_build: ExampleBuild,
+        tmp_path: Path) -> None:
+    lake = copy_example(example_build, tmp_path / "lake" / "example")
+    (lake.project_dir / "models" / "slow_sleep.py").write_text(SLOW_MODEL)
+    rid = "2026-12-07-cancel-me"
+    request = {"version": 1, "reason": "a long rebuild that turns out to be a mistake", "requested_by": "ana",
+               "ticket": "DATA-2", "select": "slow_sleep"}
+    repo = make_repo(tmp_path / "repo", lake.project_dir, config(storage=tmp_path / "runs",
+                     deployment="rescue_cancel"), env=prefect_server.env, requests=[(rid, request)])
+    execution.deploy(load_config(repo.runner / "rescue.yaml"), api_url=prefect_server.api_url,
+                     job_variables={"env": {"LAKEHOUSE_DB": str(lake.db_path), **TELEMETRY_OFF}})
+    first = repo.rescue("apply")
+    assert first.returncode == 0, first.stdout + first.stderr
+    rec = audit.derive(rid, [e for e in repo.audit_events() if e.request_id == rid]).in_flight
+    assert rec is not None and rec.flow_run_id
+    run_id = rec.flow_run_id
+    _wait("the run RUNNING", lambda: prefect_api.read_flow_run(
+        prefect_server.api_url, run_id).state_type == "RUNNING", 90, poll=0.5)
+
+    out = repo.rescue("cancel", rid[:14], "--by", "ana", "--reason", "wrong selection, see PR 812")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{rid}: cancelled by ana (flow run {run_id}: cancelled)" in out.stdout, out.stdout
+    assert prefect_api.read_flow_run(prefect_server.api_url, run_id).state_type == "CANCELLED"
+    state = audit.derive(rid, [e for e in repo.audit_events() if e.request_id == rid])
+    assert state.outcome == audit.CANCELLED and state.batches[1].state == audit.B_CANCELLED
+    assert "cancelled by ana: wrong selection" in (state.reason or "")
+    assert audit.check_consistency(repo.audit_events()) == []
+    assert "nothing to do" in repo.rescue("apply").stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from test_reconcile import NOW, approved, events, run, view
 
@@ -65,3 +66,29 @@ def test_liveness_settings_from_rescue_yaml() -> None:
     cfg = config_from_data(Path("."), {"liveness": {"heartbeat_seconds": 60, "missed_heartbeats": 2.5}})
     assert cfg.liveness.crash_after_seconds == 150
     assert config_from_data(Path("."), {}).liveness.crash_after_seconds == 90
+
+
+def test_a_failed_batch_reason_names_dbt_message_rebuilt_and_skipped(tmp_path: Path) -> None:
+    import json
+
+    from rescue_runner.executors import summary_detail
+    from rescue_runner.reconcile import failure_reason
+
+    cfg = config_from_data(tmp_path, {"prefect": {"run_results_storage_path": "runs"}})
+    (tmp_path / "runs" / "run-9").mkdir(parents=True)
+    secret_url = "https://ci:hunter22@git.example.com/repo.git"
+    (tmp_path / "runs" / "run-9" / "summary.json").write_text(json.dumps({
+        "failed": [{"unique_id": "test.p.not_null_x", "status": "fail",
+                    "message": f"Got 3 results, configured to fail if != 0 ({secret_url})" + " x" * 400},
+                   {"unique_id": "test.p.unique_x", "status": "fail", "message": "Got 1 result"}],
+        "rebuilt": ["model.p.int_orders"], "skipped": ["model.p.mart_a", "model.p.mart_b"]}))
+    detail = summary_detail(cfg, "run-9")
+    assert detail["error"].startswith("test.p.not_null_x fail: Got 3 results")
+    assert "hunter22" not in detail["error"] and len(detail["error"]) < 400
+    assert detail["error"].endswith("(and 1 more failing node(s))")
+    rec = audit.BatchRecord(1, 1, audit.B_FAILED, flow_run_id="run-9", url="http://prefect/runs/flow-run/run-9",
+                            error=detail["error"], rebuilt=detail["rebuilt"], skipped=detail["skipped"])
+    reason = failure_reason(rec)
+    assert "1 model(s) rebuilt (int_orders), 2 downstream node(s) skipped (mart_a, mart_b)" in reason
+    assert reason.endswith("flow run http://prefect/runs/flow-run/run-9")
+    assert summary_detail(cfg, "no-such-run") == {"rebuilt": (), "skipped": ()}

@@ -515,3 +515,16 @@ class GitLock:
                 and rec.pid != os.getpid() and not _alive(rec.pid):
             return f"runner {rec.holder} is gone (process {rec.pid} no longer exists on this host)"
         return None
+
+
+def local_request_ids(repo_dir: Path, remote: str, branch: str) -> list[str]:
+    """Request ids in the last fetched audit branch (no network: for shell completion)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-tree", "--name-only", f"refs/remotes/{remote}/{branch}",
+                              f"{EVENTS_DIR}/"], cwd=repo_dir, capture_output=True, text=True, timeout=5,
+                             check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split("/", 1)[1] for line in out.splitlines() if "/" in line]

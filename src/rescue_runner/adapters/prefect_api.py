@@ -388,6 +388,29 @@ def read_flow_run(api_url: str, flow_run_id: str) -> FlowRunInfo:
     return _run_info(run)
 
 
+def cancel_flow_run(api_url: str, flow_run_id: str, *, message: str, timeout: float = 60.0,
+                    poll_seconds: float = 1.0) -> FlowRunInfo:
+    """Cancel a flow run the way the UI does; return it once final (or as it is after ``timeout``).
+
+    A run not started yet (SCHEDULED, PENDING, PAUSED) becomes CANCELLED at once. A RUNNING
+    run becomes CANCELLING: its worker kills the flow process and reports CANCELLED. A final
+    run is left as it is.
+    """
+    from uuid import UUID
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import State
+
+    info = read_flow_run(api_url, flow_run_id)
+    if info.is_final:
+        return info
+    target = StateType.CANCELLING if info.state_type in ("RUNNING", "CANCELLING") else StateType.CANCELLED
+    with _client(api_url) as client:
+        _retry(lambda: client.set_flow_run_state(
+            UUID(flow_run_id), State(type=target, name=target.value.title(), message=message), force=True))
+    return wait_for_flow_run(api_url, flow_run_id, timeout=timeout, poll_seconds=poll_seconds)
+
+
 def read_flow_runs_by_tag(api_url: str, tag: str) -> tuple[FlowRunInfo, ...]:
     """All flow runs carrying ``tag`` (e.g. ``rescue:<id>``), oldest first."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags

@@ -222,6 +222,10 @@ def describe(e: AuditEvent) -> str:
     if e.type == "request_finished":
         done = f"{f.get('batches_completed')}/{f.get('batches_total')}"
         return f"{f.get('outcome')} ({done} batches): {f.get('reason')}"
+    if e.type == "operator_close":
+        state = str(f.get("run_state") or "").lower()
+        run = f" (flow run {f['flow_run_id']} {state})" if f.get("flow_run_id") else ""
+        return f"{f.get('outcome')} by {f.get('by')}{run}: {f.get('reason')}"
     if e.type == "operator_retry":
         return f"retry by {f.get('by')} (attempt {f.get('attempt')}): {f.get('reason')}"
     return e.type

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,9 +35,23 @@ def _config(ctx: click.Context) -> Path | None:
     return Path(value) if value is not None else None
 
 
-_env_option = click.option(
-    "--env", "env", envvar=ENV_ENV, default="default", show_default=True,
-    help=f"Environment whose runner lock to take (refs/rescue-locks/<env>); env {ENV_ENV}.")
+def _legacy_env(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        click.echo("warning: --env is deprecated here: use --lock-env (`rescue deploy --env` sets the "
+                   "worker's environment variables, a different thing)", err=True)
+        ctx.meta["rescue_lock_env"] = value
+
+
+def _env_option(f: Any) -> Any:
+    f = click.option("--env", "legacy_env", hidden=True, expose_value=False, callback=_legacy_env,
+                     help="Deprecated alias of --lock-env.")(f)
+    return click.option(
+        "--lock-env", "env", envvar=ENV_ENV, default="default", show_default=True,
+        help=f"Environment whose runner lock to take (refs/rescue-locks/<name>); env {ENV_ENV}.")(f)
+
+
+def _lock_env(ctx: click.Context, env: str) -> str:
+    return str(ctx.meta.get("rescue_lock_env", env))
 _now_option = click.option("--now", "now", callback=instant, metavar="DATETIME",
                            help="Judge as of this instant (drills; read-only).")
 _apply_now_option = click.option(
@@ -97,8 +112,8 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
         raise click.UsageError("--now only with --dry-run: a real pass runs on this machine's clock "
                                "(it records times in the audit trail and takes the lock by real time)")
     now = _test_clock(now)
-    report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now, env=env,
-                           lease_seconds=lease, poll_seconds=poll, timeout=timeout,
+    report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now,
+                           env=_lock_env(ctx, env), lease_seconds=lease, poll_seconds=poll, timeout=timeout,
                            say=lambda line: click.echo(line))
     ctx.exit(1 if report.problems else 0)
 
@@ -165,8 +180,8 @@ def retry(ctx: click.Context, request_id: str, by: str, reason: str, accept_plan
     """
     from . import operate
 
-    event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
-                          now=_test_clock(None), accept_plan=accept_plan)
+    event = operate.retry(_config(ctx), Path.cwd(), request_id, by=by, reason=reason,
+                          env=_lock_env(ctx, env), now=_test_clock(None), accept_plan=accept_plan)
     what = "; the plan at the next pass is approved" if accept_plan else ""
     click.echo(f"{event.request_id}: attempt {event.fields['attempt']} opened by {event.fields['by']}{what}")
 
@@ -192,8 +207,9 @@ def cancel(ctx: click.Context, request_id: str, by: str, reason: str, timeout: f
     """
     from . import operate
 
-    event = operate.cancel(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
-                           now=_test_clock(None), timeout=timeout, say=lambda line: click.echo(line))
+    event = operate.cancel(_config(ctx), Path.cwd(), request_id, by=by, reason=reason,
+                           env=_lock_env(ctx, env), now=_test_clock(None), timeout=timeout,
+                           say=lambda line: click.echo(line))
     f = event.fields
     run = f" (flow run {f['flow_run_id']}: {str(f.get('run_state')).lower()})" if f.get("flow_run_id") else ""
     click.echo(f"{event.request_id}: cancelled by {f['by']}{run}")
@@ -217,12 +233,37 @@ def close(ctx: click.Context, request_id: str, by: str, reason: str, env: str) -
     """
     from . import operate
 
-    event = operate.close(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=env,
+    event = operate.close(_config(ctx), Path.cwd(), request_id, by=by, reason=reason, env=_lock_env(ctx, env),
                           now=_test_clock(None))
     click.echo(f"{event.request_id}: closed by {event.fields['by']}")
 
 
-COMMANDS = (apply, status, log, retry, cancel, close)
+@click.command()
+@click.option("--embedded", is_flag=True,
+              help="Batches run in-process on purpose (no PREFECT_API_URL): skip the server checks.")
+@click.pass_context
+def doctor(ctx: click.Context, embedded: bool) -> None:
+    """Check the setup as the runner and the worker will see it; one line per problem with its fix.
+
+    rescue.yaml; the Prefect API (set, reachable), the deployment, its queue and heartbeats, a
+    worker online; the dbt profile as the worker resolves it (relative DuckDB paths); the
+    protected branch and a push to the audit branch; the alert webhook. Exit 1 when any problem.
+
+    \b
+    Example:
+      PREFECT_API_URL=http://prefect:4200/api rescue doctor
+    """
+    from .doctor import doctor as run_doctor
+
+    report = run_doctor(_config(ctx), Path.cwd(), embedded=embedded)
+    for problem in report.problems:
+        click.echo(problem.line())
+    if report.ok:
+        click.echo(f"ok: {', '.join(report.checked)}")
+    ctx.exit(0 if report.ok else 1)
+
+
+COMMANDS = (apply, status, log, retry, cancel, close, doctor)
 
 
 def register(group: click.Group) -> None:

@@ -102,6 +102,14 @@ class GitRemote:
                 lambda: self._run("fetch", "--quiet", "--no-write-fetch-head", self.name, *specs))
         return {b: heads.get(f"refs/heads/{b}") for b in branches}
 
+    def push_problem(self, branch: str) -> str | None:
+        """Why this clone could not push to ``branch`` of the remote (a dry-run push), or None."""
+        try:
+            self._run("push", "--dry-run", "--quiet", self.name, f"HEAD:refs/heads/{branch}-doctor-probe")
+        except RescueError as exc:
+            return exc.message
+        return None
+
     def fetch_ref(self, ref: str) -> None:
         """Fetch the objects of a remote ref without writing any local ref."""
         self._retry_ref_race(lambda: self._run("fetch", "--quiet", "--no-write-fetch-head", self.name, ref))

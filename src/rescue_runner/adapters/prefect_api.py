@@ -46,6 +46,7 @@ class DeploymentInfo:
     parameter_names: frozenset[str]
     entrypoint: str | None
     parameter_schema: Mapping[str, Any] = field(default_factory=dict)
+    job_env: Mapping[str, str] = field(default_factory=dict)  # env of its job variables (the worker's)
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ def read_deployment(api_url: str, full_name: str) -> DeploymentInfo:
         work_pool=d.work_pool_name, work_queue=d.work_queue_name,
         parameters=dict(d.parameters or {}), parameter_names=frozenset(props),
         entrypoint=d.entrypoint, parameter_schema=dict(d.parameter_openapi_schema or {}),
+        job_env={str(k): str(v) for k, v in ((d.job_variables or {}).get("env") or {}).items()},
     )
 
 

@@ -405,6 +405,8 @@ def _crash_log(exc: BaseException) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: the one boundary that turns exceptions into exit codes."""
+    from . import quiet
+
     try:
         # Without standalone mode click returns ctx.exit()'s code instead of raising.
         rv = cli.main(args=argv, prog_name="rescue", standalone_mode=False)
@@ -412,20 +414,21 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        e.show(file=quiet.terminal(err=True))
         return 2
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("aborted", file=quiet.terminal(err=True))
         return 2
     except RescueError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {e}", file=quiet.terminal(err=True))
         return e.exit_code
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo("interrupted", file=quiet.terminal(err=True))
         return 130
     except Exception as e:  # the last resort: one line, details on disk
         where = _crash_log(e)
-        click.echo(f"internal error: {type(e).__name__}: {e} (details in {where})", err=True)
+        click.echo(f"internal error: {type(e).__name__}: {e} (details in {where})",
+                   file=quiet.terminal(err=True))
         return 2
 
 

@@ -9,7 +9,7 @@ ended a request failed or needing an operator, 2 on usage, configuration or envi
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,11 @@ def _test_clock(now: datetime | None) -> datetime | None:
               help="With --wait: give up after this many seconds (the lock is released; state stays in git).")
 @click.option("--lease", "lease", type=click.FloatRange(5, 3600), default=600.0, show_default=True,
               help="Seconds the runner lock is valid without renewal.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Embedded mode: show dbt's and Prefect's output here instead of only in the log file.")
 @click.pass_context
 def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, env: str, poll: float,
-          timeout: float | None, lease: float) -> None:
+          timeout: float | None, lease: float, verbose: bool) -> None:
     """Apply approved requests: one reconcile pass (cron), batch by batch, recorded in git.
 
     Approved = on the protected branch (fetched; never the working tree), re-validated now
@@ -112,10 +114,32 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
         raise click.UsageError("--now only with --dry-run: a real pass runs on this machine's clock "
                                "(it records times in the audit trail and takes the lock by real time)")
     now = _test_clock(now)
+    log = _quiet_embedded(verbose)
     report = operate.apply(_config(ctx), Path.cwd(), wait=wait, dry_run=dry_run, now=now,
                            env=_lock_env(ctx, env), lease_seconds=lease, poll_seconds=poll, timeout=timeout,
-                           say=lambda line: click.echo(line))
+                           say=_say)
+    if log is not None and report.status != "nothing":
+        _say(f"dbt and Prefect output: {log}; each run's dbt.log, run_results.json and summary.json: "
+             f"{operate.runs_dir(_config(ctx), Path.cwd())}/<flow run id>/")
     ctx.exit(1 if report.problems else 0)
+
+
+def _say(line: str) -> None:
+    from . import quiet
+
+    click.echo(line, file=quiet.terminal())
+
+
+def _quiet_embedded(verbose: bool) -> Path | None:
+    """Embedded mode (no PREFECT_API_URL) runs dbt and Prefect here: their output goes to a file."""
+    from . import quiet
+    from .execution import prefect_api_url
+
+    quiet.telemetry_off()
+    if verbose or prefect_api_url() is not None:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return quiet.capture(Path(".rescue") / "logs" / f"apply-{stamp}.log")
 
 
 @click.command()

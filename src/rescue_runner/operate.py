@@ -113,6 +113,12 @@ def _alert_stuck_lock(config: Config, env: str, message: str, at: datetime) -> N
     notify.notify(config.notifications, note)
 
 
+def runs_dir(config_path: Path | None, cwd: Path) -> Path:
+    """Where flow runs leave their artifacts (``prefect.run_results_storage_path``)."""
+    cfg = load_config(config_path, cwd=cwd)
+    return cfg.prefect.run_results_storage_path or cfg.root / ".rescue" / "runs"
+
+
 # ---- status and log (git only: no Prefect, no dbt) -----------------------------------------
 
 @dataclass

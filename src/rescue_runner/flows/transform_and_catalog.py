@@ -113,7 +113,7 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
         project_dir = _project(dbt_repo_url, dbt_repo_branch, dbt_project_path, Path(tmp), summary)
         work = Path(tmp) / "target"
         common: dict[str, Any] = dict(project_dir=str(project_dir), profiles_dir=profiles_dir,
-                                      target=target, log_path=str(Path(tmp) / "logs"))
+                                      target=target, log_path=str(out_dir))  # dbt.log beside the summary
         build_args = dbt_build_args(select=select, exclude=exclude, target_path=str(work),
                                     full_refresh=full_refresh, event_time_start=start,
                                     event_time_end=end, fast_test_edges=fast_test_edges,

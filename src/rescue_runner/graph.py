@@ -36,16 +36,38 @@ _EDGE_SECTIONS = (
 
 
 def load_manifest_json(path: str | Path) -> dict[str, Any]:
-    """Read a ``manifest.json`` (or ``.json.gz``) into a dict."""
+    """Read a ``manifest.json`` (or ``.json.gz``) into a dict; RescueError (exit 2) for anything that
+    is not one: unreadable, not gzip/UTF-8/JSON, nested too deep, or not an object with ``nodes``."""
+    from .errors import RescueError
+
     p = Path(path)
-    with p.open("rb") as raw:
-        magic = raw.read(2)
-    opener = gzip.open if magic == b"\x1f\x8b" else open
-    with opener(p, "rt", encoding="utf-8") as fh:
-        data = json.load(fh)
+    fix = "point dbt.manifest (or --manifest) at dbt's target/manifest.json"
+    try:
+        with p.open("rb") as raw:
+            magic = raw.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(p, "rt", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise RescueError(f"{p}: manifest not found", hint=fix) from None
+    except json.JSONDecodeError as exc:
+        raise RescueError(f"{p}:{exc.lineno}: not JSON ({exc.msg}, column {exc.colno})", hint=fix) from None
+    except RecursionError:
+        raise RescueError(f"{p}: not a dbt manifest (JSON nested too deep to read)", hint=fix) from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise RescueError(f"{p}: not a readable manifest ({type(exc).__name__}: {exc})", hint=fix) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{p.name}: not a dbt manifest (top level is {type(data).__name__})")
+        raise RescueError(f"{p}: not a dbt manifest (the top level is a JSON {_json_type(data)}, "
+                          "not an object)", hint=fix)
+    for key in ("nodes", "metadata"):
+        if not isinstance(data.get(key), dict):
+            raise RescueError(f"{p}: not a dbt manifest ({key!r} is missing or not an object)", hint=fix)
     return data
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def graph_from_manifest_dict(d: Mapping[str, Any]) -> ProjectGraph:

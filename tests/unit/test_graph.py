@@ -111,9 +111,40 @@ def test_load_manifest_json_reads_plain_and_gzipped(tmp_path: Path) -> None:
     with gzip.open(packed, "wt", encoding="utf-8") as fh:
         json.dump(manifest(), fh)
     assert load_manifest_json(plain) == load_manifest_json(packed) == manifest()
-    (tmp_path / "list.json").write_text("[]", encoding="utf-8")
-    with pytest.raises(ValueError, match="not a dbt manifest"):
-        load_manifest_json(tmp_path / "list.json")
+
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[]", "not a dbt manifest (the top level is a JSON array, not an object)"),
+    (b'"manifest"', "the top level is a JSON string"),
+    (b"[" * 200_000 + b"]" * 200_000, "not a dbt manifest (JSON nested too deep to read)"),
+    (b'{"nodes": {}, "metadata": {}', ":1: not JSON (Expecting ',' delimiter, column 29)"),
+    (b'{"nodes": [], "metadata": {}}', "'nodes' is missing or not an object"),
+    (b'{"metadata": {}}', "'nodes' is missing or not an object"),
+    (b"\xff\xfe\x00garbage", "not a readable manifest (UnicodeDecodeError"),
+    (b"\x1f\x8bnot gzip at all", "not a readable manifest (BadGzipFile"),
+])
+def test_malformed_manifests_are_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    from rescue_runner.errors import RescueError
+
+    path = tmp_path / "manifest.json"
+    path.write_bytes(content)
+    with pytest.raises(RescueError) as err:
+        load_manifest_json(path)
+    assert message in err.value.message and err.value.exit_code == 2
+    assert "target/manifest.json" in str(err.value)
+
+
+def test_malformed_manifest_on_the_command_line_exits_2_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rescue_runner.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    request = Path(__file__).resolve().parents[2] / "rescues" / "2026-11-23-int-orders-hotfix.yaml"
+    assert main(["validate", "--manifest", str(deep), str(request)]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deep" in err and "internal error" not in err and "Traceback" not in err
 
 
 @pytest.mark.gitlab

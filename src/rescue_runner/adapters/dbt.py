@@ -11,8 +11,6 @@ These are internal dbt APIs: dbt-core is pinned to 1.11.x for that reason.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -221,10 +219,10 @@ def load_manifest(path: Path) -> Any:
     if not path.is_file():
         raise RescueError(f"{path}: manifest not found",
                           hint="produce it with `dbt parse` (target/manifest.json) or set dbt.manifest")
+    from ..graph import load_manifest_json
+
+    data = load_manifest_json(path)  # RescueError for any shape that is not a manifest
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
         version = str(data.get("metadata", {}).get("dbt_schema_version", ""))
         if not WritableManifest.is_compatible_version(version):
             raise RescueError(f"{path}: manifest schema {version or '(none)'} is not supported",
@@ -232,8 +230,8 @@ def load_manifest(path: Path) -> Any:
         return Manifest.from_writable_manifest(WritableManifest.upgrade_schema_version(data))
     except RescueError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RescueError(f"{path}: not a readable dbt manifest: {_one_line(str(exc))}",
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise RescueError(f"{path}: not a readable dbt manifest: {type(exc).__name__}: {_one_line(str(exc))}",
                           hint="point dbt.manifest at dbt's target/manifest.json") from exc
 
 

@@ -115,6 +115,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, base_ref: st
 
             base, config_findings = load_base_config(base_ref, ctx.obj.get("config"))
         cfg = _load_config(ctx, base=base, **dbt_opts)
+        _refuse_empty_ci_run(cfg, paths)
         report = app.validate(list(paths), cfg, now=now, config_findings=config_findings,
                               finished=app.finished_requests(cfg))
     except RescueError as exc:
@@ -204,6 +205,20 @@ def init(project_dir: Path | None, ci: tuple[str, ...], timezone: str | None, br
     click.echo("\nNext steps:")
     for step in scaffold.next_steps(written):
         click.echo(f"  - {step}")
+
+
+def _refuse_empty_ci_run(cfg: Any, paths: tuple[Path, ...]) -> None:
+    """In CI, no rescue.yaml and no request to check is a misconfigured job, not a pass."""
+    import os
+
+    if paths or cfg.source is not None or os.environ.get("CI", "").lower() not in ("true", "1", "yes"):
+        return
+    if cfg.requests_dir.is_dir() and any(cfg.requests_dir.glob("*.yaml")):
+        return
+    raise RescueError(f"no rescue.yaml found from {Path.cwd()} upwards and no request file in "
+                      f"{cfg.requests_dir}: nothing was checked",
+                      hint="run CI at the repository root, or pass --config PATH and the request "
+                           "files or folder (e.g. `rescue validate rescues/`)")
 
 
 def _ask(interactive: bool, given: Any, prompt: str, check: Callable[[str], Any], *,

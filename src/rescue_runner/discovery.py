@@ -28,7 +28,7 @@ def request_files(paths: Sequence[Path], default_dir: Path) -> list[Path]:
             candidates = []  # no requests folder yet: nothing to validate
         else:
             raise RescueError(f"{root}: no such file or folder",
-                              hint="pass request files or folders, e.g. `rescue validate rescues/`")
+                              hint="check the path (`ls rescues/` lists the request files)")
         for c in candidates:
             key = c.resolve()
             if key not in seen:

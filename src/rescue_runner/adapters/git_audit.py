@@ -71,8 +71,8 @@ class GitRemote:
             self.repo = git.Repo(start, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise RescueError(f"{start}: not inside a git repository",
-                              hint="run `rescue apply` in a clone of the repository that holds rescue.yaml") \
-                from exc
+                              hint="run rescue-runner's commands in a clone of the repository that "
+                                   "holds rescue.yaml (cd into it), or pass --config") from exc
         if remote not in [r.name for r in self.repo.remotes]:
             raise RescueError(f"the repository has no remote named {remote!r}",
                               hint="set audit.remote in rescue.yaml or add the remote (git remote add ...)")

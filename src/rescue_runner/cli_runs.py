@@ -275,7 +275,8 @@ def doctor(ctx: click.Context, embedded: bool) -> None:
 
     \b
     Example:
-      PREFECT_API_URL=http://prefect:4200/api rescue doctor
+      rescue doctor
+      rescue doctor --embedded     # batches run in-process on purpose
     """
     from .doctor import doctor as run_doctor
 

@@ -113,8 +113,9 @@ def doctor(config_path: Path | None, cwd: Path, *, embedded: bool = False,
         return out
 
     run("prefect", prefect)
-    run("profile", lambda: _profile(cfg, dict(deployment.job_env) if deployment is not None else env,
-                                    on_worker=deployment is not None))
+    if deployment is not None or api is None:  # else the worker's environment is unknown: one cause, one line
+        run("profile", lambda: _profile(cfg, dict(deployment.job_env) if deployment is not None else env,
+                                        on_worker=deployment is not None))
     run("git", lambda: _git(cfg))
     run("alerts", lambda: _alerts(cfg, env))
     return report

@@ -439,6 +439,8 @@ def _embedded_home(config: Config) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     # Before the first prefect import, so settings and the temporary server see it.
     os.environ.setdefault("PREFECT_HOME", str(home))
+    # Prefect gives its temporary server 20 s to start; a busy CI runner needs longer than that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     return home
 
 

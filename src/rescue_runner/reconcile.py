@@ -414,8 +414,16 @@ def failure_reason(rec: audit.BatchRecord) -> str:
 def _names(uids: tuple[str, ...], limit: int = 5) -> str:
     if not uids:
         return "none"
-    names = ", ".join(u.rsplit(".", 1)[-1] for u in uids[:limit])
+    names = ", ".join(_name(u) for u in uids[:limit])
     return names + (f" and {len(uids) - limit} more" if len(uids) > limit else "")
+
+
+def _name(uid: str) -> str:
+    """``model.pkg.orders`` -> ``orders``; ``test.pkg.not_null_orders_id.ab12`` -> ``not_null_orders_id``."""
+    parts = uid.split(".")
+    if len(parts) < 3:
+        return uid
+    return parts[2] if parts[0] == "test" else ".".join(parts[2:])
 
 
 def _running_long(v: View, rec: audit.BatchRecord, run: RunView) -> RecordRunningLong | None:

@@ -55,17 +55,18 @@ def test_a_failing_test_after_a_rebuilt_model_is_explained_everywhere(
         reason = state.reason or ""
         # dbt's own words about the first failing node, and what the warehouse holds now
         assert "relationships_int_orders_customer_id" in reason and "Got 1 result" in reason, reason
-        assert "1 model(s) rebuilt (int_orders)" in reason, reason
-        assert "downstream node(s) skipped" in reason and "mart_" in reason, reason
+        # int_orders and the marts that do not wait for its test were rebuilt; the rest is old
+        assert "model(s) rebuilt (int_orders, " in reason, reason
+        assert "downstream node(s) skipped (int_customer_orders, " in reason, reason
         assert execution.ui_url(prefect_server.api_url, rec.flow_run_id) in reason
         finished = next(e for e in repo.audit_events() if e.type == audit.BATCH_FINISHED)
-        assert finished.fields["rebuilt"] == ["model.lakehouse.int_orders"]
-        assert len(finished.fields["skipped"]) >= 3
+        assert finished.fields["rebuilt"][0] == "model.lakehouse.int_orders"
+        assert "model.lakehouse.int_customer_orders" in finished.fields["skipped"]
 
         status = repo.rescue("status", RID).stdout
         log = repo.rescue("log", RID).stdout
         for text in (status, log):
-            assert "Got 1 result" in text and "rebuilt (int_orders)" in text, text
+            assert "Got 1 result" in text and "rebuilt (int_orders, " in text, text
         assert len(hook.received) == 1
         alert = hook.received[0]["text"]
-        assert "failed" in alert and "Got 1 result" in alert and "rebuilt (int_orders)" in alert, alert
+        assert "failed" in alert and "Got 1 result" in alert and "rebuilt (int_orders, " in alert, alert

@@ -31,7 +31,7 @@ def test_embedded_apply_wait_prints_only_its_own_lines_and_names_the_logs(exampl
     repo = make_repo(tmp_path / "git", example_copy.project_dir, config(storage=tmp_path / "runs"), env=env)
     repo.merge_request(RID, REQUEST)
 
-    proc = repo.rescue("apply", "--wait", "--poll", "1")
+    proc = repo.rescue("apply", "--wait", "--poll", "1", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = (proc.stdout + proc.stderr).splitlines()
     ours = (f"{RID}:", "dbt and Prefect output: ")

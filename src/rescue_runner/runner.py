@@ -240,10 +240,13 @@ class Runner:
         except BaseException as exc:
             self._stop_heartbeat(beat)
             # A run submitted (by us, or by the dead runner we took over from) but not recorded must
-            # be found by the next runner: keep the lock, so that runner takes it over as from a dead
-            # one and looks for runs before anything else.
-            if not dry_run and not _is_crash(exc) and not self._unrecorded:
-                self.lock.release()
+            # be found by the next runner: hand the lock over as from a dead runner (its lease ends
+            # now), so the next runner, on any host, takes it over at once and looks for runs first.
+            if not dry_run and not _is_crash(exc):
+                if self._unrecorded:
+                    self._abandon()
+                else:
+                    self.lock.release()
             raise
         self._stop_heartbeat(beat)
         if not dry_run:
@@ -259,6 +262,16 @@ class Runner:
             raise self._lost
         with self._renewing:
             self.lock.renew()
+
+    def _abandon(self) -> None:
+        abandon = getattr(self.lock, "abandon", None)
+        if abandon is None:
+            return  # keep it: the next runner takes it over when the lease ends
+        try:
+            abandon()
+        except Exception as exc:  # the original failure matters more
+            self.say(f"lock: could not hand the lock over ({type(exc).__name__}: {exc}); the next runner "
+                     "takes it over when its lease ends")
 
     def _fence(self) -> str:
         """Renew if due, then prove the lock is still ours right before a side effect."""

@@ -105,3 +105,11 @@ def test_a_lock_held_by_one_runner_for_many_leases_makes_apply_exit_1_and_alert(
     assert "runner lock default" in hook.received[0]["text"] and "stuck" in hook.received[0]["text"]
     assert audit_events(repo.origin) == []
     stuck.release()
+
+
+def test_a_lock_left_for_recovery_is_taken_over_at_once_from_another_host(repo: RescueRepo) -> None:
+    failed = GitLock(GitRemote(repo.clone("other"), "origin"), "default", lease_seconds=600)
+    assert failed.acquire().acquired
+    failed.abandon()  # a pass failed after a submission it could not record
+    took = GitLock(GitRemote(repo.runner, "origin"), "default").acquire()
+    assert took.acquired and took.recovered and "expired" in took.message, took.message

@@ -95,6 +95,11 @@ class FakeLock:
         assert self.state.holder == self.holder, "renewing a lock we do not hold"
         self.state.expires = self.clock.now() + timedelta(seconds=self.lease)
 
+    def abandon(self) -> None:
+        if self.state.holder == self.holder:
+            self.state.alive = False  # left for recovery: the next runner takes it over at once
+        self.mine = False
+
     def fence(self) -> str:
         if self.state.holder != self.holder:
             raise LockLost(f"{self.holder} lost the lock to {self.state.holder}")

@@ -467,6 +467,22 @@ class GitLock:
                            hint="this pass stops before its next side effect; the other runner continues")
         return self.sha
 
+    def abandon(self) -> None:
+        """Leave the lock for recovery: rewrite it with a lease that ends now.
+
+        The next runner (any host) finds it expired and takes it over as from a dead runner, so it
+        looks for runs this one may have submitted without recording them, without waiting out
+        the lease."""
+        if self.sha is None:
+            return
+        now = self._now()
+        rec = LockRecord(self.holder, socket.gethostname(), os.getpid(), boot_id(), self.env, now, now,
+                         since=self._since)
+        mine = self.remote.lock_commit(f"rescue lock {self.env} (left for recovery)\n\n{rec.to_json()}\n")
+        with contextlib.suppress(RescueError):
+            self.remote.push(mine, self.ref, lease=self.sha)
+        self.sha = None
+
     def release(self) -> None:
         if self.sha is None:
             return

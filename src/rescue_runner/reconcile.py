@@ -406,12 +406,12 @@ def failure_reason(rec: audit.BatchRecord) -> str:
         why = f": {', '.join(rec.failed_nodes[:5])}" if rec.failed_nodes else ""
     text = f"batch {rec.index} failed{why}"
     if rec.rebuilt or rec.skipped:
-        text += (f"; warehouse left mixed: {len(rec.rebuilt)} model(s) rebuilt ({_names(rec.rebuilt)}), "
-                 f"{len(rec.skipped)} downstream node(s) skipped ({_names(rec.skipped)}) and still old")
+        text += (f"; warehouse left mixed: {len(rec.rebuilt)} model(s) rebuilt ({_node_names(rec.rebuilt)}), "
+                 f"{len(rec.skipped)} downstream node(s) skipped ({_node_names(rec.skipped)}) and still old")
     return text + f"; flow run {rec.url or rec.flow_run_id}"
 
 
-def _names(uids: tuple[str, ...], limit: int = 5) -> str:
+def _node_names(uids: tuple[str, ...], limit: int = 5) -> str:
     if not uids:
         return "none"
     names = ", ".join(_name(u) for u in uids[:limit])

@@ -104,6 +104,8 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
     checker = Checker(config, now or datetime.now(UTC), dbt=dbt)
     for r in reports:
         checker.check(r, plan=with_plan)
+    if checker.dbt is not None:
+        checker.dbt.remember()  # the selections resolved now, for the next run on the same input
         r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
     return ValidationReport(reports, checker.graph, list(config_findings))
 

@@ -61,6 +61,8 @@ class DbtValidator:
         checker = Checker(self.config, now, dbt=self._dbt)
         checker.check(report, keep=keep)
         self._dbt = checker.dbt
+        if self._dbt is not None:
+            self._dbt.remember()
         request, plan = report.request, report.plan
         blocking = report.blocking
         if plan is None:

@@ -12,9 +12,9 @@ These are internal dbt APIs: dbt-core is pinned to 1.11.x for that reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,66 +29,128 @@ class SelectionError(Exception):
     """dbt refused a selector (unknown method, missing state, bad syntax)."""
 
 
-@dataclass
 class DbtProject:
-    """A dbt Manifest loaded once, with its linked graph, ready for many selections."""
+    """A dbt Manifest loaded once, with its linked graph, ready for many selections.
 
-    manifest: Any
-    project_root: Path
-    state_dir: Path | None
-    source: str
-    _graph: Any = None
-    _selector: Any = None
-    _project_graph: ProjectGraph | None = None
+    With the cache (adapters.dbt_cache), a manifest file seen before is not even loaded until
+    a selection needs it: its graph (plain data) and the selections already resolved on that
+    exact manifest content come from the cache, so a CI run validating the same requests
+    against the same production manifest needs no dbt at all.
+    """
+
+    def __init__(self, manifest: Any, project_root: Path, state_dir: Path | None, source: str, *,
+                 loader: Callable[[], Any] | None = None, cache_key: str | None = None) -> None:
+        self._manifest = manifest
+        self._loader = loader  # loads the manifest (and its derived parts) when first needed
+        self.project_root, self.state_dir, self.source = project_root, state_dir, source
+        self._graph: Any = None
+        self._selector: Any = None
+        self._project_graph: ProjectGraph | None = None
+        self._nx_graph: Any = None  # dbt's linked graph (networkx)
+        self._members: Any = None  # its enabled, non-empty part, as selection walks it
+        self._fqn: _FqnIndex | None = None
+        # Selections resolved on this exact manifest content (not with state: it is another input).
+        self._memo_key = cache_key if state_dir is None else None
+        self._memo: dict[str, list[str]] = {}
+        self._memo_dirty = False
+        self.parsed = False  # True when dbt parsed the project for this object (not the cache)
+
+    @property
+    def manifest(self) -> Any:
+        if self._manifest is None:
+            assert self._loader is not None
+            self._manifest = self._loader()
+            _ensure_flags()
+        return self._manifest
 
     # ---- loading -------------------------------------------------------------------------
 
     @classmethod
     def from_project(cls, project_dir: Path, profiles_dir: Path, target: str | None = None,
-                     state_dir: Path | None = None) -> DbtProject:
-        """Parse the project once with dbt (partial parsing applies). Raises RescueError."""
+                     state_dir: Path | None = None, *, revision: str | None = None) -> DbtProject:
+        """Parse the project once with dbt (partial parsing applies), or take that parse from the
+        parse cache (adapters.dbt_cache). ``revision``: the commit SHA ``project_dir`` holds
+        exactly (a clean checkout), which keys the cache without hashing the tree. Raises RescueError."""
         if not (project_dir / "dbt_project.yml").is_file():
             raise RescueError(f"{project_dir}: no dbt_project.yml here",
                               hint="set dbt.project_dir in rescue.yaml or pass --project-dir")
         if not (profiles_dir / "profiles.yml").is_file():
             raise RescueError(f"{profiles_dir}: no profiles.yml here",
                               hint="set dbt.profiles_dir in rescue.yaml or pass --profiles-dir")
-        from dbt.cli.main import dbtRunner
 
-        args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
-                "--quiet", "--no-use-colors"]
-        if target:
-            args += ["--target", target]
-        res = dbtRunner().invoke(args)
-        if not res.success or res.result is None:
-            detail = str(res.exception) if res.exception else "dbt parse failed (see logs/dbt.log)"
-            raise RescueError(f"{project_dir}: dbt could not parse the project: {_one_line(detail)}",
-                              hint="run `dbt parse` in the project to see the full error")
-        return cls(res.result, project_dir.resolve(), state_dir, f"project {project_dir}")
+        def parse() -> Any:
+            from dbt.cli.main import dbtRunner
+
+            args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
+                    "--quiet", "--no-use-colors"]
+            if target:
+                args += ["--target", target]
+            res = dbtRunner().invoke(args)
+            if not res.success or res.result is None:
+                detail = str(res.exception) if res.exception else "dbt parse failed (see logs/dbt.log)"
+                raise RescueError(f"{project_dir}: dbt could not parse the project: {_one_line(detail)}",
+                                  hint="run `dbt parse` in the project to see the full error")
+            return res.result
+
+        from . import dbt_cache
+
+        manifest, how, key = dbt_cache.cached_parse(project_dir, profiles_dir, target, parse,
+                                                    revision=revision)
+        _ensure_flags()
+        project = cls(manifest, project_dir.resolve(), state_dir, f"project {project_dir}",
+                      cache_key=f"parse-{key}" if key else None)
+        project.parsed = how == "parsed"
+        project._memo = _stored_memo(project._memo_key)
+        return project
 
     @classmethod
     def from_manifest(cls, manifest_path: Path, project_root: Path | None = None,
                       state_dir: Path | None = None) -> DbtProject:
-        """Load a manifest.json or manifest.json.gz (a production artifact). Raises RescueError."""
-        manifest = load_manifest(manifest_path)
-        _ensure_flags()
+        """Load a manifest.json or manifest.json.gz (a production artifact), or what the cache kept
+        of it (its graph at once, the Manifest itself when a selection needs dbt). Raises RescueError."""
+        from . import dbt_cache
+
         root = (project_root or manifest_path.parent).resolve()
-        return cls(manifest, root, state_dir, f"manifest {manifest_path}")
+        source = f"manifest {manifest_path}"
+        key = dbt_cache.manifest_key(manifest_path) if manifest_path.is_file() else None
+        graph = dbt_cache.load("graph", key) if key else None
+        if key and isinstance(graph, ProjectGraph):
+            project = cls(None, root, state_dir, source, cache_key=f"manifest-{key}")
+            project._project_graph = graph
+            project._memo = _stored_memo(project._memo_key)
+
+            def loader() -> Any:
+                parts = dbt_cache.load("manifest", key)
+                if isinstance(parts, dict) and {"manifest", "graph", "fqn", "members"} <= parts.keys():
+                    project._nx_graph, project._fqn = parts["graph"], parts["fqn"]
+                    project._members = parts["members"]
+                    return parts["manifest"]
+                return load_manifest(manifest_path)
+
+            project._loader = loader
+            return project
+        project = cls(load_manifest(manifest_path), root, state_dir, source,
+                      cache_key=f"manifest-{key}" if key else None)
+        _ensure_flags()
+        if key:  # everything selection derives from the manifest, built once and kept with it
+            project._ensure_selector()
+            dbt_cache.store("manifest", key, {"manifest": project.manifest, "graph": project._linked(),
+                                              "fqn": project._fqn_index(), "members": project._members})
+            dbt_cache.store("graph", key, project.graph())
+        return project
 
     # ---- selection -----------------------------------------------------------------------
 
     def _ensure_selector(self) -> Any:
         if self._selector is None:
-            from dbt.compilation import Linker
             from dbt.graph.graph import Graph
             from dbt.graph.selector import ResourceTypeSelector
             from dbt.node_types import NodeType
 
-            linker = Linker()
-            linker.find_cycles = lambda: None  # type: ignore[method-assign]
-            linker.link_graph(self.manifest)
-            self._graph = Graph(linker.graph)
-            fqn_index = _FqnIndex(self.manifest)
+            manifest = self.manifest  # may fill the derived parts from the cache
+            self._graph = Graph(self._linked())
+            fqn_index = self._fqn_index()
+            members = self._members
 
             class _MemoSelector(ResourceTypeSelector):
                 """dbt's selector, remembering each method search (the costly part: a scan of
@@ -97,6 +159,9 @@ class DbtProject:
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     super().__init__(*args, **kwargs)
                     self._memo: dict[tuple[Any, ...], set[Any]] = {}
+                    # dbt walks a filtered view of the graph, whose every node listing re-applies
+                    # the filter (seconds over 100 requests on 8,000 nodes): walk a plain copy.
+                    self.graph = Graph(members if members is not None else self.graph.graph.copy())
 
                 def select_included(self, included_nodes: Any, spec: Any) -> Any:
                     key = (str(spec.method), tuple(spec.method_arguments), str(spec.value),
@@ -110,9 +175,26 @@ class DbtProject:
                     return set(self._memo[key])
 
             self._selector = _MemoSelector(
-                graph=self._graph, manifest=self.manifest, previous_state=self._previous_state(),
+                graph=self._graph, manifest=manifest, previous_state=self._previous_state(),
                 resource_types=[NodeType.Model], include_empty_nodes=True)
+            self._members = self._selector.graph.graph
         return self._selector
+
+    def _linked(self) -> Any:
+        """dbt's dependency graph of the manifest (networkx), linked once."""
+        if self._nx_graph is None:
+            from dbt.compilation import Linker
+
+            linker = Linker()
+            linker.find_cycles = lambda: None  # type: ignore[method-assign]
+            linker.link_graph(self.manifest)
+            self._nx_graph = linker.graph
+        return self._nx_graph
+
+    def _fqn_index(self) -> _FqnIndex:
+        if self._fqn is None:
+            self._fqn = _FqnIndex(self.manifest)
+        return self._fqn
 
     def _previous_state(self) -> Any:
         if self.state_dir is None:
@@ -130,17 +212,36 @@ class DbtProject:
 
         Raises SelectionError with dbt's message when dbt refuses the selection.
         """
+        memo = None
+        if self._memo_key is not None and all(_pure(s) for s in [*select, *exclude]):
+            memo = json.dumps([list(select), list(exclude)])
+            if memo in self._memo:
+                return set(self._memo[memo])
         from dbt.graph.cli import parse_difference
 
         selector = self._ensure_selector()
         try:
             with self._project_root_context():
                 spec = parse_difference(list(select), list(exclude) or None)
-                return set(selector.get_selected(spec))
+                chosen = set(selector.get_selected(spec))
         except RescueError:
             raise
         except Exception as exc:  # dbt raises a zoo of exception types for bad selectors
             raise SelectionError(_one_line(str(exc))) from exc
+        if memo is not None:
+            self._memo[memo] = sorted(chosen)
+            self._memo_dirty = True
+        return chosen
+
+    def remember(self) -> None:
+        """Keep the selections resolved so far in the cache, for the next run on the same input."""
+        if self._memo_dirty and self._memo_key is not None:
+            from . import dbt_cache
+
+            latest = _stored_memo(self._memo_key)  # another run may have added some meanwhile
+            merged = {**latest, **self._memo}
+            dbt_cache.store("selections", self._memo_key, dict(list(merged.items())[-_MEMO_MAX:]))
+            self._memo_dirty = False
 
     @contextmanager
     def _project_root_context(self) -> Iterator[None]:
@@ -168,6 +269,37 @@ class DbtProject:
 
             self._project_graph = graph_from_manifest_dict(manifest_as_dict(self.manifest))
         return self._project_graph
+
+
+_MEMO_MAX = 20_000  # selections kept per manifest
+# Selector methods whose answer depends only on the manifest (not on files, state or results).
+_PURE_METHODS = frozenset({"fqn", "tag", "package", "config", "resource_type", "exposure", "metric",
+                           "group", "access", "version", "semantic_model", "saved_query", "unit_test",
+                           "wildcard", "source", "test_name", "test_type"})
+_OPERATORS = re.compile(r"^(@|\d*\+)?(?P<body>.*?)(\+\d*)?$")
+
+
+def _pure(selector: str) -> bool:
+    """True when a selection string can only mean the same on the same manifest: no path:,
+    file:, state:, result: or source_status: method, and no bare value dbt would read as a path."""
+    for part in selector.replace(",", " ").split():
+        body = _OPERATORS.match(part)
+        value = body.group("body") if body else part
+        if ":" in value:
+            if value.split(":", 1)[0].split(".", 1)[0] not in _PURE_METHODS:
+                return False
+        elif "/" in value or "\\" in value or value.endswith((".sql", ".py", ".csv")):
+            return False
+    return True
+
+
+def _stored_memo(key: str | None) -> dict[str, list[str]]:
+    if key is None:
+        return {}
+    from . import dbt_cache
+
+    stored = dbt_cache.load("selections", key)
+    return stored if isinstance(stored, dict) else {}
 
 
 class _FqnIndex:

@@ -94,13 +94,26 @@ class DbtProject:
 
         from . import dbt_cache
 
-        manifest, how, key = dbt_cache.cached_parse(project_dir, profiles_dir, target, parse,
-                                                    revision=revision)
+        root, source = project_dir.resolve(), f"project {project_dir}"
+        key = dbt_cache.project_key(project_dir, profiles_dir, target, revision=revision)
+        cache_key = f"parse-{key}" if key else None
+        kept = dbt_cache.load("graph", cache_key) if cache_key else None
+        if (isinstance(kept, dict) and isinstance(kept.get("graph"), ProjectGraph)
+                and dbt_cache.env_matches(kept.get("env"))):
+            # Parsed before: the graph is all planning needs; dbt's Manifest only when asked.
+            project = cls(None, root, state_dir, source, cache_key=cache_key,
+                          loader=lambda: dbt_cache.cached_parse(project_dir, profiles_dir, target, parse,
+                                                                key=key)[0])
+            project._project_graph = kept["graph"]
+            project._memo = _stored_memo(cache_key)
+            return project
+        manifest, how, _ = dbt_cache.cached_parse(project_dir, profiles_dir, target, parse, key=key)
         _ensure_flags()
-        project = cls(manifest, project_dir.resolve(), state_dir, f"project {project_dir}",
-                      cache_key=f"parse-{key}" if key else None)
+        project = cls(manifest, root, state_dir, source, cache_key=cache_key)
         project.parsed = how == "parsed"
-        project._memo = _stored_memo(project._memo_key)
+        if cache_key:
+            project._memo = _stored_memo(cache_key)
+            dbt_cache.store("graph", cache_key, {"graph": project.graph(), "env": dbt_cache.env_of(manifest)})
         return project
 
     @classmethod
@@ -113,10 +126,10 @@ class DbtProject:
         root = (project_root or manifest_path.parent).resolve()
         source = f"manifest {manifest_path}"
         key = dbt_cache.manifest_key(manifest_path) if manifest_path.is_file() else None
-        graph = dbt_cache.load("graph", key) if key else None
-        if key and isinstance(graph, ProjectGraph):
+        kept = dbt_cache.load("graph", f"manifest-{key}") if key else None
+        if key and isinstance(kept, dict) and isinstance(kept.get("graph"), ProjectGraph):
             project = cls(None, root, state_dir, source, cache_key=f"manifest-{key}")
-            project._project_graph = graph
+            project._project_graph = kept["graph"]
             project._memo = _stored_memo(project._memo_key)
 
             def loader() -> Any:
@@ -136,7 +149,7 @@ class DbtProject:
             project._ensure_selector()
             dbt_cache.store("manifest", key, {"manifest": project.manifest, "graph": project._linked(),
                                               "fqn": project._fqn_index(), "members": project._members})
-            dbt_cache.store("graph", key, project.graph())
+            dbt_cache.store("graph", f"manifest-{key}", {"graph": project.graph(), "env": {}})
         return project
 
     # ---- selection -----------------------------------------------------------------------

@@ -256,20 +256,51 @@ def default_profiles_dir(project_dir: Path, profiles_dir: str | Path | None) -> 
     return Path.home() / ".dbt"
 
 
+def tree_revision(project: Any) -> str | None:
+    """The revision key of a project folder inside a clean tree of a commit: ``<sha>:<folder>``
+    from a flow summary's ``project`` entry ({"commit", "path"}), else None (hash the tree)."""
+    if not isinstance(project, Mapping) or not project.get("commit"):
+        return None
+    return f"{project['commit']}:{project.get('path') or '.'}"
+
+
+def project_key(project_dir: Path, profiles_dir: str | Path | None, target: str | None, *,
+                revision: str | None = None, vars: Mapping[str, Any] | None = None) -> str | None:
+    """``parse_key`` with dbt's default profiles dir; None when the cache is off or a file
+    cannot be read (dbt's own parse then reports it properly)."""
+    if not enabled():
+        return None
+    try:
+        return parse_key(Path(project_dir), default_profiles_dir(Path(project_dir), profiles_dir), target,
+                         revision=revision, vars=vars)
+    except OSError:
+        return None
+
+
+def env_of(manifest: Any) -> dict[str, str]:
+    """The environment variables a parse read (``manifest.env_vars``), values hashed."""
+    recorded = getattr(manifest, "env_vars", None) or {}
+    return {str(k): hashlib.sha256(str(v).encode()).hexdigest() for k, v in recorded.items()
+            if not str(v).startswith("DBT_ENV_SECRET")}
+
+
+def env_matches(hashed: Any) -> bool:
+    """True when every variable in ``env_of``'s answer still has the value it had then."""
+    if not isinstance(hashed, dict):
+        return False
+    return all(k in os.environ and hashlib.sha256(os.environ[k].encode()).hexdigest() == v
+               for k, v in hashed.items())
+
+
 def cached_parse(project_dir: Path, profiles_dir: str | Path | None, target: str | None,
                  parse: Callable[[], Any], *, revision: str | None = None,
-                 vars: Mapping[str, Any] | None = None) -> tuple[Any, str, str | None]:
+                 vars: Mapping[str, Any] | None = None,
+                 key: str | None = None) -> tuple[Any, str, str | None]:
     """The Manifest of ``project_dir``: from the cache when this exact input was parsed before,
     else from ``parse()`` (then stored). Returns it, how it was obtained ("cache" | "parsed")
-    and the cache key (None when the cache is off)."""
-    project_dir = Path(project_dir)
-    key = None
-    if enabled():
-        try:
-            key = parse_key(project_dir, default_profiles_dir(project_dir, profiles_dir), target,
-                            revision=revision, vars=vars)
-        except OSError:  # unreadable project files: dbt's own parse reports it properly
-            key = None
+    and the cache key (None when the cache is off). ``key``: ``project_key``'s answer, if known."""
+    if key is None:
+        key = project_key(project_dir, profiles_dir, target, revision=revision, vars=vars)
     if key is not None:
         cached = load("parse", key)
         if isinstance(cached, dict) and "manifest" in cached and env_vars_match(cached["manifest"]):

@@ -30,6 +30,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rescue_runner.adapters.dbt_cache import cached_parse, tree_revision
 from rescue_runner.dbt_args import (
     DBT_ENV_OVERRIDES,
     UnsafeDbtArgument,
@@ -122,8 +123,10 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
         log.info("dbt %s", " ".join(build_args))
 
         manifest = _preloaded(project_dir, profiles_dir, target)
-        if manifest is None:
-            manifest = _timed(summary, "parse", lambda: _parse(dbt_parse_args(**common)))
+        if manifest is None:  # parsed once per commit and configuration on this machine
+            manifest, summary["manifest"], _ = _timed(summary, "parse", lambda: cached_parse(
+                project_dir, profiles_dir, target, lambda: _parse(dbt_parse_args(**common)),
+                revision=tree_revision(summary.get("project"))))
         else:
             summary["seconds"]["parse"] = 0.0
             summary["manifest"] = "preloaded by the caller (embedded mode)"

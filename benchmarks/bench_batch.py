@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                 # a loaded machine can take longer than Prefect's default 20 s to start its temporary server
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
 BATCH = ("model.lakehouse.int_orders", "model.lakehouse.mart_revenue")
 
 

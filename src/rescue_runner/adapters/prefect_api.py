@@ -10,6 +10,7 @@ server. Calls retry on the SQLite server's "database is locked" and on 503.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -463,10 +464,15 @@ def _embedded_settings(prefect_home: Path) -> Iterator[None]:
         PREFECT_API_URL,
         PREFECT_HOME,
         PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
 
-    settings = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
+    settings: dict[Any, Any] = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        # Prefect gives its temporary server 20 s; a busy cron host can need longer, and failing
+        # the batch for it would only make the next tick pay the start-up again.
+        settings[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
     with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}):
         yield
 

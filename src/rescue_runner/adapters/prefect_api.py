@@ -460,12 +460,19 @@ _warm_up: threading.Thread | None = None
 
 @contextlib.contextmanager
 def _embedded_settings(prefect_home: Path) -> Iterator[None]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    settings = embedded_setting_updates(prefect_home)
+    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+def embedded_setting_updates(prefect_home: Path) -> dict[Any, Any]:
+    """Prefect settings of embedded mode: state in ``prefect_home``, the temporary server allowed."""
     from prefect.settings import (
-        PREFECT_API_URL,
         PREFECT_HOME,
         PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
     )
 
     settings: dict[Any, Any] = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
@@ -473,8 +480,7 @@ def _embedded_settings(prefect_home: Path) -> Iterator[None]:
         # Prefect gives its temporary server 20 s; a busy cron host can need longer, and failing
         # the batch for it would only make the next tick pay the start-up again.
         settings[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
-    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}):
-        yield
+    return settings
 
 
 def start_temporary_server(prefect_home: Path) -> None:

@@ -14,21 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .prefect_api import FlowRunInfo
+from .prefect_api import FlowRunInfo, embedded_setting_updates
 
 
 @contextlib.contextmanager
 def _embedded_client(home: Path) -> Iterator[Any]:
     os.environ.setdefault("PREFECT_HOME", str(home))  # before the first prefect import, as execution does
     from prefect.client.orchestration import get_client
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
-        temporary_settings,
-    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_HOME: str(home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True},
+    with temporary_settings(updates=embedded_setting_updates(home),
                             restore_defaults={PREFECT_API_URL}), get_client(sync_client=True) as client:
         yield client
 

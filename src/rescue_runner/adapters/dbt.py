@@ -11,6 +11,7 @@ These are internal dbt APIs: dbt-core is pinned to 1.11.x for that reason.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -125,7 +126,7 @@ class DbtProject:
 
         root = (project_root or manifest_path.parent).resolve()
         source = f"manifest {manifest_path}"
-        key = dbt_cache.manifest_key(manifest_path) if manifest_path.is_file() else None
+        key = dbt_cache.manifest_key(manifest_path)
         kept = dbt_cache.load("graph", f"manifest-{key}") if key else None
         if key and isinstance(kept, dict) and isinstance(kept.get("graph"), ProjectGraph):
             project = cls(None, root, state_dir, source, cache_key=f"manifest-{key}")

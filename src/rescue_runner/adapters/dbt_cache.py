@@ -92,9 +92,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def manifest_key(path: Path) -> str:
-    """The key of a manifest file: its content, whatever its name or place."""
-    return _key("manifest", {"sha256": file_sha256(path)})
+def manifest_key(path: Path) -> str | None:
+    """The key of a manifest file: its content, whatever its name or place (None when the cache
+    is off or the file cannot be read: loading it then reports the problem)."""
+    if not enabled() or not path.is_file():
+        return None
+    try:
+        return _key("manifest", {"sha256": file_sha256(path)})
+    except OSError:
+        return None
 
 
 def tree_hash(project_dir: Path) -> str:

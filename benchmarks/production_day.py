@@ -463,7 +463,7 @@ def setup_mode(
     scale_min = clock.scale / 60  # real minutes per simulated minute
     cfg = repo_config(
         storage=root / mode.name / "runs",
-        deployment=DEPLOYMENT,
+        deployment=f"{DEPLOYMENT}_{mode.name}",
         work_pool=mode.pool,
         queue_concurrency=LIMIT,
         lookahead_minutes=max(1, round(30 * scale_min)),

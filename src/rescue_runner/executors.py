@@ -79,9 +79,10 @@ class ServerExecutor:
             return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
         return self._view(run)
 
-    def contention(self, batch: PlannedBatch) -> Decision:
-        # The queue lives in real time (heartbeats, due runs): never judge it by an injected clock.
-        return execution.contention(self.config, heavy=batch.heavy, api_url=self.api_url)
+    def contention(self, ask: Ask) -> Decision:
+        # The queue lives in real time (heartbeats, due runs): never judge it by an injected clock
+        # (the ask's window end is translated from the runner's clock, see contention.Ask).
+        return execution.contention(self.config, ask=ask, api_url=self.api_url)
 
     def _view(self, run: Any) -> RunView:
         final = run.state_type in _FINAL

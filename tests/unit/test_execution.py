@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,24 @@ def test_attempts_start_at_one(tmp_path: Path) -> None:
     with pytest.raises(RescueError, match="attempt"):
         execution.submit_batch(config_from_data(tmp_path, {}), "r", "h",
                                PlannedBatch(1, ("model.lh.int_orders",), False, 1.0), 0, GRAPH)
+
+
+def test_the_server_executor_asks_with_the_whole_ask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate, the window and the promised slots reach the forecast (not just 'heavy')."""
+    from datetime import UTC, datetime
+
+    from rescue_runner.contention import Ask, Decision
+    from rescue_runner.executors import ServerExecutor
+
+    seen: list[Ask] = []
+
+    def fake(config: Any, heavy: bool = False, now: Any = None, *, ask: Ask | None = None,
+             api_url: str | None = None) -> Decision:
+        assert ask is not None
+        seen.append(ask)
+        return Decision(True, ("go",))
+
+    monkeypatch.setattr(execution, "contention", fake)
+    ask = Ask(1800.0, True, datetime(2026, 11, 24, 0, 30, tzinfo=UTC), "Europe/Berlin")
+    ServerExecutor(config_from_data(tmp_path, {}), "http://127.0.0.1:9/api").contention(ask)
+    assert seen == [ask]

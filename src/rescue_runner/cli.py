@@ -22,7 +22,8 @@ from .reporting.validation import RENDERERS
 
 
 def _load_config(ctx: click.Context, project_dir: Path | None, profiles_dir: Path | None,
-                 target: str | None, manifest: Path | None, state: Path | None, base: Any = None) -> Any:
+                 target: str | None, manifest: Path | str | None, state: Path | str | None,
+                 base: Any = None) -> Any:
     """The repository configuration with command-line overrides applied (flags beat rescue.yaml).
 
     ``base``: a configuration already loaded (from the base branch, with --base-ref)."""
@@ -47,6 +48,15 @@ def _load_config(ctx: click.Context, project_dir: Path | None, profiles_dir: Pat
     return dataclasses.replace(cfg, dbt=dbt)
 
 
+def _location(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | str | None:
+    """A storage URL stays a string (storage.py reads it); anything else is a local path."""
+    from .storage import is_url
+
+    if value is None or is_url(value):
+        return value
+    return Path(value)
+
+
 def dbt_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by commands that resolve selections (as in dbt)."""
     opts = [
@@ -54,10 +64,11 @@ def dbt_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="dbt project folder (overrides rescue.yaml)."),
         click.option("--profiles-dir", type=click.Path(path_type=Path), help="Folder holding profiles.yml."),
         click.option("--target", help="dbt target used for parsing."),
-        click.option("--manifest", type=click.Path(path_type=Path),
-                     help="Resolve against this manifest.json(.gz) instead of parsing the project."),
-        click.option("--state", type=click.Path(path_type=Path),
-                     help="Folder with a state manifest.json for state: selectors."),
+        click.option("--manifest", callback=_location, metavar="PATH|URL",
+                     help="Resolve against this manifest.json(.gz) instead of parsing the project "
+                          "(a path or a storage URL such as s3://bucket/prod/manifest.json)."),
+        click.option("--state", callback=_location, metavar="PATH|URL",
+                     help="Folder with a state manifest.json for state: selectors (a path or a URL)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

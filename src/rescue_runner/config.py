@@ -16,6 +16,7 @@ from typing import Any
 from .deployment_mapping import ParameterMapping
 from .errors import RescueError
 from .model import Finding, Severity
+from .storage import Credentials, is_url
 
 CONFIG_FILE = "rescue.yaml"
 
@@ -28,9 +29,10 @@ class DbtSettings:
     project_dir: Path
     profiles_dir: Path
     target: str | None = None
-    manifest: Path | None = None  # resolve selections against this manifest.json(.gz) instead of parsing
-    state: Path | None = None  # folder holding a state manifest.json for `state:` selectors
-    history_dir: Path | None = None  # folder of run_results.json files used for estimates
+    # Locations: a local Path, or an fsspec URL string (s3://, gs://, az://); see storage.py.
+    manifest: Path | str | None = None  # resolve selections against this manifest.json(.gz)
+    state: Path | str | None = None  # folder holding a state manifest.json for `state:` selectors
+    history: Path | str | None = None  # run_results.json files used for estimates
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,24 @@ class PrefectSettings:
     queue_concurrency: int = 5
     deployment: str = "dbt_rerun"
     flow: str = "transform_and_catalog"
-    run_results_storage_path: Path | None = None
+    run_results_storage_path: Path | str | None = None  # local Path or fsspec URL
     reserve_slots: int = 1  # free slots kept for scheduled work
     heavy_extra_slots: int = 1  # a heavy batch needs this many more free slots
     lookahead_minutes: int = 30  # scheduled runs due within this horizon count as contention
     mapping: ParameterMapping | None = None  # None: rescue-runner's own flow
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How remote locations are read (storage.py). Credentials are never values here."""
+
+    credentials_block: str | None = None  # a Prefect Secret block holding fsspec storage options
+    cache_dir: Path | None = None  # local copies of remote history and manifests
+    history_files: int = 200  # the newest run results files read from dbt.history
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.credentials_block)
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,7 @@ class Config:
     requests_dir: Path
     dbt: DbtSettings
     prefect: PrefectSettings = field(default_factory=PrefectSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     policy: Mapping[str, Any] = field(default_factory=dict)
     links: LinkSettings = field(default_factory=LinkSettings)
@@ -130,6 +145,13 @@ def _path(root: Path, value: Any) -> Path | None:
     return p if p.is_absolute() else (root / p)
 
 
+def _location(root: Path, value: Any) -> Path | str | None:
+    """A URL stays a string (storage.py reads it); a path is made absolute against ``root``."""
+    if isinstance(value, str) and is_url(value):
+        return value
+    return _path(root, value)
+
+
 def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None = None,
                      content_hash: str = "") -> Config:
     """Build a Config from schema-valid data (defaults filled in)."""
@@ -138,6 +160,7 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
     profiles_dir = _path(root, dbt.get("profiles_dir")) or project_dir
     pre = dict(data.get("prefect") or {})
     aud = dict(data.get("audit") or {})
+    sto = dict(data.get("storage") or {})
     return Config(
         root=root,
         requests_dir=_path(root, data.get("requests_dir", "rescues")) or root / "rescues",
@@ -145,15 +168,21 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
             project_dir=project_dir,
             profiles_dir=profiles_dir,
             target=dbt.get("target"),
-            manifest=_path(root, dbt.get("manifest")),
-            state=_path(root, dbt.get("state")),
-            history_dir=_path(root, dbt.get("history_dir")),
+            manifest=_location(root, dbt.get("manifest")),
+            state=_location(root, dbt.get("state")),
+            # history_dir: the earlier name of `history`, still read.
+            history=_location(root, dbt.get("history", dbt.get("history_dir"))),
         ),
         prefect=PrefectSettings(
             **{k: v for k, v in pre.items() if k not in ("run_results_storage_path", "forecast", "mapping")},
             mapping=ParameterMapping.from_data(pre["mapping"]) if pre.get("mapping") else None,
             forecast=ForecastSettings(**dict(pre.get("forecast") or {})),
-            run_results_storage_path=_path(root, pre.get("run_results_storage_path", ".rescue/runs")),
+            run_results_storage_path=_location(root, pre.get("run_results_storage_path", ".rescue/runs")),
+        ),
+        storage=StorageSettings(
+            credentials_block=sto.get("credentials_block"),
+            cache_dir=_path(root, sto.get("cache_dir", ".rescue/cache")),
+            history_files=int(sto.get("history_files", 200)),
         ),
         audit=AuditSettings(**aud),
         policy=dict(data.get("policy") or {}),

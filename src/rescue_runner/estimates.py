@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .storage import is_history_candidate
+
 DEFAULT_SECONDS = 60.0
 DEFAULT_LAST = 5
 # Statuses of a model, seed or snapshot that built successfully (tests "pass" instead).
@@ -106,7 +108,8 @@ def read_history(
     default_seconds: float = DEFAULT_SECONDS,
     models: Collection[str] | None = None,
 ) -> tuple[Estimates, list[str]]:
-    """Estimates from every ``run_results*.json`` (or ``.json.gz``) under ``folder``, recursively.
+    """Estimates from every ``*.json`` (or ``.json.gz``) under ``folder``, recursively, but
+    dbt's companion artifacts (``manifest.json``, ``catalog.json``, ``summary.json``...).
 
     Unreadable or foreign files are skipped with a warning; a missing folder gives
     empty estimates and one warning. Never raises for bad history content.
@@ -116,11 +119,9 @@ def read_history(
         files = [root]
         root = root.parent
     elif root.is_dir():
-        files = sorted(
-            p
-            for p in root.rglob("run_results*.json*")
-            if p.is_file() and p.name.endswith((".json", ".json.gz"))
-        )
+        # Any JSON file but dbt's known companions (manifest, catalog, ...): a file under
+        # another name that is not run results is named in a warning, never silently ignored.
+        files = sorted(p for p in root.rglob("*.json*") if p.is_file() and is_history_candidate(p.name))
     else:
         return estimates_from_run_results([], last=last, default_seconds=default_seconds, models=models)[0], [
             f"{root.name or root}: no run history folder; every model gets the default estimate"

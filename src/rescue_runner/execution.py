@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .adapters import prefect_api
 from .config import Config
 from .contention import Ask, ContentionSnapshot, Decision, decide
@@ -206,6 +207,10 @@ def deploy(config: Config, *, api_url: str | None = None,
                           "`rescue deploy` does not create or change it",
                           hint="run `rescue deploy --check` to compare the mapping with it")
     params = deployment_parameters(config)
+    if config.storage.credentials_block:  # the block's name only: workers load it themselves
+        job_variables = dict(job_variables or {})
+        job_variables["env"] = {**dict(job_variables.get("env") or {}),
+                                storage.CREDENTIALS_BLOCK_ENV: config.storage.credentials_block}
     from . import __version__
 
     res = prefect_api.deploy(
@@ -448,17 +453,20 @@ def _run_embedded(config: Config, request_id: str, content_hash: str, batch: Pla
                   attempt: int, params: Mapping[str, Any], name: str, manifest: Any,
                   tags: Sequence[str]) -> SubmittedRun:
     home = _embedded_home(config)
+    if config.storage.credentials_block:  # the in-process flow finds the block as a worker would
+        os.environ.setdefault(storage.CREDENTIALS_BLOCK_ENV, config.storage.credentials_block)
     key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
     run = prefect_api.run_in_process({**deployment_parameters(config), **params}, name=name,
                                      tags=list(tags), prefect_home=home, manifest=manifest)
     return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
                         parameters=params, state=run.state_type, message=run.state_message,
-                        artifacts_dir=str(_storage(config) / run.id), tags=tuple(tags))
+                        artifacts_dir=str(storage.join(_storage(config), run.id)), tags=tuple(tags))
 
 
-def _storage(config: Config) -> Path:
+def _storage(config: Config) -> Path | str:
+    """Where flow runs store artifacts: a storage URL as given, a local path made absolute."""
     path = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
-    return path.resolve()
+    return path if isinstance(path, str) else path.resolve()
 
 
 def _package(unique_id: str) -> str:

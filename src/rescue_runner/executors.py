@@ -9,16 +9,14 @@ dbt summary counts the flow stores beside each run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from . import execution
 from .audit import BatchRecord, RequestState
 from .config import Config
 from .contention import Ask, Decision
-from .errors import RunNotFound
+from .errors import RescueError, RunNotFound
 from .model import PlannedBatch
 from .reconcile import MISSING, Approved, RunView, Validation
 from .reporting.prefect_run import RunContext, artifact_key, result_markdown, web_links
@@ -242,11 +240,15 @@ def _outcome(config: Config, run_id: str, state: str | None) -> dict[str, Any]:
 
 def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int], tuple[str, ...]]:
     """dbt result counts and failing node ids from the run's ``summary.json`` (empty if not readable)."""
+    from . import storage
+
     base = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
-    path = Path(base) / flow_run_id / "summary.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        location = storage.join(base, flow_run_id, "summary.json")
+        data = storage.read_json(location, config.storage.credentials())
+    except RescueError:
+        return {}, ()
+    if not isinstance(data, dict):
         return {}, ()
     counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
     failed = tuple(str(f.get("unique_id")) for f in data.get("failed") or () if isinstance(f, dict))

@@ -94,22 +94,51 @@ def expiry(request: Request | None, config: Config, now: datetime) -> str | None
 
 
 def open_dbt(config: Config) -> DbtProject:
-    """Load dbt once for the whole run: the configured manifest, or a parse of the project."""
+    """Load dbt once for the whole run: the configured manifest, or a parse of the project.
+
+    A manifest or state given as a storage URL is fetched into the local cache first."""
     from .adapters.dbt import DbtProject
+    from .errors import RescueError
+    from .storage import display, fetch_file, fetch_state, is_url
 
     d = config.dbt
+    creds, cache = config.storage.credentials(), cache_root(config)
+    state = fetch_state(d.state, cache, creds) if d.state is not None else None
     if d.manifest is not None:
-        return DbtProject.from_manifest(d.manifest, project_root=d.project_dir, state_dir=d.state)
-    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=d.state)
+        local = fetch_file(d.manifest, cache, creds)
+        try:
+            return DbtProject.from_manifest(local, project_root=d.project_dir, state_dir=state)
+        except RescueError as exc:
+            if not is_url(d.manifest):
+                raise
+            raise RescueError(exc.message.replace(str(local), display(d.manifest)), hint=exc.hint) from None
+    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=state)
+
+
+def cache_root(config: Config) -> Path:
+    """The local cache of remote storage (history, manifests)."""
+    return config.storage.cache_dir or config.root / ".rescue" / "cache"
 
 
 def load_estimates(config: Config, models: Sequence[str] = ()) -> tuple[Estimates, list[str]]:
-    """Duration estimates from the configured run_results history (defaults when there is none)."""
-    from .estimates import Estimates, read_history
+    """Duration estimates from the configured run history (defaults when there is none).
 
-    if config.dbt.history_dir is None:
+    ``dbt.history`` is a local folder or a storage URL; from a URL the newest files are read
+    through the local cache. Returns the estimates and notes about files not used."""
+    from .estimates import Estimates, read_history
+    from .storage import local_path, sync_history
+
+    history = config.dbt.history
+    if history is None:
         return Estimates().covering(models), []
-    return read_history(config.dbt.history_dir, models=models or None)
+    folder = local_path(history)
+    notes: list[str] = []
+    if folder is None:  # a URL: the newest files, through the local cache
+        synced = sync_history(history, cache_root(config), config.storage.credentials(),
+                              max_files=config.storage.history_files)
+        folder, notes = synced.folder, list(synced.skipped)
+    est, warnings = read_history(folder, models=models or None)
+    return est, notes + warnings
 
 
 class Checker:
@@ -160,13 +189,13 @@ class Checker:
         if request is None:
             return
         graph = ProjectGraph(nodes={}, parents={}, identity="")
+        est = self.estimates  # before dbt: unreachable storage is reported without a parse first
         if not report.blocking:
             dbt = self.load()
             models, more = resolve(request, dbt)
             report.models = sorted(models)
             report.findings += more
             graph = dbt.graph()
-        est = self.estimates
         policy = policy_from_config(self.config.policy)
         mapping = self.config.prefect.mapping
         deployment = capabilities(mapping)

@@ -41,6 +41,7 @@ from rescue_runner.dbt_args import (
     parse_event_time,
 )
 from rescue_runner.flows.artifacts import publish_result, rebuilt_nodes
+from rescue_runner.storage import RunArtifacts, credentials_from_env
 
 FLOW_NAME = "transform_and_catalog"
 
@@ -81,19 +82,27 @@ def transform_and_catalog(
     """
     log = get_run_logger()
     run_id = _flow_run_id()
-    out_dir = Path(run_results_storage_path) / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # A local folder or a storage URL (s3://...): written locally, then published there.
+    artifacts = RunArtifacts(run_results_storage_path, run_id, credentials_from_env())
+    out_dir = artifacts.local_dir
     summary: dict[str, Any] = {"flow_run_id": run_id, "status": "running", "started_at": _now(),
                                "target": target, "full_refresh": full_refresh, "seconds": {}}
     try:
-        return _run(log, summary, out_dir, dbt_selects, dbt_project_path, dbt_repo_url, dbt_repo_branch,
-                    full_refresh, event_time_start, event_time_end, profiles_dir, target, fast_test_edges)
-    except Exception as exc:
-        if summary["status"] == "running":  # failed before dbt reported: still leave a summary
-            summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", ended_at=_now())
-            _write_json(out_dir / "summary.json", summary)
-        raise
+        try:
+            result = _run(log, summary, out_dir, dbt_selects, dbt_project_path, dbt_repo_url,
+                          dbt_repo_branch, full_refresh, event_time_start, event_time_end, profiles_dir,
+                          target, fast_test_edges)
+        except Exception as exc:
+            if summary["status"] == "running":  # failed before dbt reported: still leave a summary
+                summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", ended_at=_now())
+                _write_json(out_dir / "summary.json", summary)
+            with contextlib.suppress(Exception):  # the run's own failure is what it reports
+                artifacts.publish()
+            raise
+        log.info("artifacts: %s", ", ".join(artifacts.publish()))
+        return result
     finally:
+        artifacts.cleanup()
         publish_result(summary, log)
 
 
@@ -150,7 +159,7 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
             log.warning("models rebuilt, but the catalog refresh failed: %s", summary["catalog"])
     summary.update(status="success", ended_at=_now())
     _write_json(out_dir / "summary.json", summary)
-    log.info("dbt build ok: %s; artifacts in %s", counts, out_dir)
+    log.info("dbt build ok: %s", counts)
     return summary
 
 

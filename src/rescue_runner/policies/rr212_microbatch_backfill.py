@@ -7,7 +7,7 @@ batches, counted from `begin` (truncated to its batch) to the batch holding `now
 included.
 
 Whether the table exists is decided **from the run history** (the `run_results.json` files
-in `dbt.history_dir`), never by querying the warehouse: a microbatch model without a
+in `dbt.history`), never by querying the warehouse: a microbatch model without a
 successful run there is taken as a first build. With no history at all every microbatch
 model is reported, which errs on the side of telling.
 

@@ -149,8 +149,10 @@ def render_request() -> str:
              "the loader reads YAML 1.2 core scalars. `rescue new` writes a valid file for you; "
              "`rescue validate` checks one and points at the line of each problem.", "",
              "Editors: start the file with the modeline", "",
-             "```yaml", f"# yaml-language-server: $schema={schema['$id']}", "```", "",
-             "to get completion and checks from the YAML language server (VS Code, Neovim, JetBrains).", "",
+             "```yaml", "# yaml-language-server: $schema=../schema/rescue-request.v1.json", "```", "",
+             "to get completion and checks from the YAML language server (VS Code, Neovim, JetBrains). "
+             "`rescue init` and `rescue schema --write` place the schemas in the repository's `schema/` "
+             "folder.", "",
              "## Example", "", "```yaml", *_yaml_lines(example), "```", "",
              "## Fields", "", *_table(schema), "", "## Rules across fields", "", *_sections(schema),
              "- Dates and date-times are checked by shape here and then parsed strictly: an impossible "

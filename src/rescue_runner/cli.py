@@ -182,6 +182,62 @@ def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
 
 
 @cli.command()
+@click.argument("which", type=click.Choice(("request", "config")), required=False)
+@click.option("--write", is_flag=True,
+              help="Write both schemas into the repository (schema/ beside rescue.yaml), where the "
+                   "modelines of rescue.yaml and the requests point.")
+@click.option("--dir", "folder", default="schema", show_default=True,
+              help="Folder for --write, relative to the repository root.")
+@click.pass_context
+def schema(ctx: click.Context, which: str | None, write: bool, folder: str) -> None:
+    """Print a JSON Schema (request or config), or write both into the repository.
+
+    Editors with the YAML language server validate and complete from the copies a
+    modeline points at (`# yaml-language-server: $schema=schema/rescue-config.v1.json`).
+    Re-run --write after upgrading rescue-runner; unchanged files stay as they are.
+
+    \b
+    Example:
+      rescue schema --write
+      rescue schema request > request.schema.json
+    """
+    from . import scaffold
+    from .config import find_config
+
+    if not write:
+        if which is None:
+            raise click.UsageError("name a schema (request or config) or pass --write")
+        name = f"rescue-{which}.v1.json"
+        click.echo(scaffold.schema_files()[f"{scaffold.SCHEMA_DIR}/{name}"], nl=False)
+        return
+    config_path = ctx.obj.get("config") or find_config(Path.cwd())
+    root = Path(config_path).resolve().parent if config_path else Path.cwd()
+    written = scaffold.write_files(root, scaffold.schema_files(folder), force=True)
+    for rel in written:
+        click.echo(f"wrote {rel}")
+
+
+@cli.command()
+@click.pass_context
+def requirements(ctx: click.Context) -> None:
+    """Print what CI installs beside rescue-runner, one pip requirement a line.
+
+    The dbt adapter named by `dbt.adapter` in rescue.yaml (dbt-<adapter>, with the tested
+    range for duckdb and postgres) and the filesystem packages of the storage URLs in use
+    (s3fs, gcsfs, adlfs). The CI templates run it on the trusted branch's rescue.yaml.
+
+    \b
+    Example:
+      rescue requirements > rescue-requirements.txt
+      python -m pip install "$RESCUE_RUNNER_SPEC" -r rescue-requirements.txt
+    """
+    from . import scaffold
+
+    for req in scaffold.ci_requirements(_load_config(ctx, None, None, None, None, None)):
+        click.echo(req)
+
+
+@cli.command()
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
               help="dbt project folder (default: the one holding dbt_project.yml, found from here).")
 @click.option("--ci", "ci", type=click.Choice(("github", "gitlab", "none")), multiple=True,

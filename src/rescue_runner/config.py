@@ -33,6 +33,7 @@ class DbtSettings:
     manifest: Path | str | None = None  # resolve selections against this manifest.json(.gz)
     state: Path | str | None = None  # folder holding a state manifest.json for `state:` selectors
     history: Path | str | None = None  # run_results.json files used for estimates
+    adapter: str | None = None  # the dbt adapter CI installs beside rescue-runner (dbt-<adapter>)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
             state=_location(root, dbt.get("state")),
             # history_dir: the earlier name of `history`, still read.
             history=_location(root, dbt.get("history", dbt.get("history_dir"))),
+            adapter=dbt.get("adapter"),
         ),
         prefect=PrefectSettings(
             **{k: v for k, v in pre.items() if k not in ("run_results_storage_path", "forecast", "mapping")},

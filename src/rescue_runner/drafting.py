@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .request import ID_PATTERN
 
-SCHEMA_ID = "https://rescue-runner.dev/schema/rescue-request.v1.json"
+SCHEMA_ID = "../schema/rescue-request.v1.json"  # the modeline of a request in rescues/
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 REASON_MAX = 2000
 
@@ -171,13 +171,12 @@ def git_identity(cwd: Path) -> str | None:
 
 
 def schema_ref(request_file: Path, repo_root: Path) -> str:
-    """The modeline target: the repository's schema/ copy if it has one, else the schema's $id."""
-    local = repo_root / "schema" / "rescue-request.v1.json"
-    if local.is_file():
-        import os
+    """The modeline target: the repository's schema/ copy (`rescue init` and `rescue schema
+    --write` place it), relative to the request file."""
+    import os
 
-        return Path(os.path.relpath(local, request_file.parent)).as_posix()
-    return SCHEMA_ID
+    local = repo_root / "schema" / "rescue-request.v1.json"
+    return Path(os.path.relpath(local, request_file.parent)).as_posix()
 
 
 def _s(value: str) -> str:

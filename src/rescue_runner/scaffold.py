@@ -14,8 +14,12 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata, resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import RescueError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 CI_SYSTEMS = ("github", "gitlab")
 # Where each template goes, relative to the repository root.
@@ -116,6 +120,69 @@ def package_spec() -> str:
         return "rescue-runner"
 
 
+SCHEMAS = ("rescue-request.v1.json", "rescue-config.v1.json")
+ADAPTER_EXTRAS = ("duckdb", "postgres")  # adapters with an extra (tested ranges) of their own
+SCHEMA_DIR = "schema"
+
+
+def schema_files(folder: str = SCHEMA_DIR) -> dict[str, str]:
+    """The JSON Schemas of requests and rescue.yaml, as `rescue init` and `rescue schema --write`
+    place them in a repository (editors' modelines point there: no URL to trust)."""
+    base = resources.files("rescue_runner") / "schema_data"
+    return {f"{folder}/{name}": (base / name).read_text(encoding="utf-8") for name in SCHEMAS}
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """The requirements of one of rescue-runner's extras, from the installed package's metadata
+    (so CI installs the very ranges that were tested)."""
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires("rescue-runner") or []
+    except metadata.PackageNotFoundError:
+        return []
+    out = []
+    for text in declared:
+        req = Requirement(text)
+        if req.marker is not None and req.marker.evaluate({"extra": extra}) \
+                and not req.marker.evaluate({"extra": ""}) and req.name != "rescue-runner":
+            out.append(f"{req.name}{req.specifier}")
+    return out
+
+
+def ci_requirements(config: Config) -> list[str]:
+    """What CI installs beside rescue-runner for this configuration: the dbt adapter named by
+    ``dbt.adapter`` and the filesystem packages of the storage URLs in use."""
+    from .storage import EXTRAS, is_url, scheme
+
+    reqs: list[str] = []
+    adapter = config.dbt.adapter
+    if adapter:
+        tested = extra_requirements(adapter) if adapter in ADAPTER_EXTRAS else []
+        reqs += tested or [f"dbt-{adapter}"]
+    d = config.dbt
+    locations = (d.history, d.manifest, d.state, config.prefect.run_results_storage_path)
+    extras = sorted({EXTRAS[scheme(str(loc))] for loc in locations
+                     if loc is not None and is_url(loc) and scheme(str(loc)) in EXTRAS})
+    for extra in extras:
+        reqs += extra_requirements(extra)
+    return list(dict.fromkeys(reqs))
+
+
+def detect_adapter(project_dir: Path) -> str | None:
+    """The adapter type of the profile beside the project (its default target), if one is there."""
+    import yaml
+
+    try:
+        profiles = yaml.safe_load((project_dir / "profiles.yml").read_text(encoding="utf-8"))
+        project = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+        profile = profiles[project["profile"]]
+        kind = profile["outputs"][profile.get("target") or "dev"]["type"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return kind if isinstance(kind, str) and kind.replace("_", "").replace("-", "").isalnum() else None
+
+
 def plan_init(root: Path, project_dir: Path, *, ci: Iterable[str], timezone: str,
               branch: str, pip_spec: str) -> dict[str, str]:
     """Every file `rescue init` writes: path relative to ``root`` -> content."""
@@ -135,11 +202,14 @@ def plan_init(root: Path, project_dir: Path, *, ci: Iterable[str], timezone: str
     else:
         profiles = ("  # profiles_dir: ci/profiles     # folder with profiles.yml "
                     "(default: the project folder; CI needs one without secrets in it)")
+    adapter = detect_adapter(project_dir)
+    why = "# CI installs dbt-<adapter> beside rescue-runner (`rescue requirements`)"
+    adapter_line = f"  adapter: {adapter}  {why}" if adapter else f"  # adapter: snowflake  {why}"
     values = {"VERSION": package_spec().partition("==")[2] or "dev", "PROJECT_DIR": _yaml_str(rel),
-              "PROFILES_LINE": profiles, "TIMEZONE": _yaml_str(timezone), "BRANCH": _yaml_str(branch),
-              "RESCUE_SPEC": pip_spec.replace('"', ""), "PYTHON": PYTHON_VERSION}
+              "PROFILES_LINE": profiles, "ADAPTER_LINE": adapter_line, "TIMEZONE": _yaml_str(timezone),
+              "BRANCH": _yaml_str(branch), "RESCUE_SPEC": pip_spec.replace('"', ""), "PYTHON": PYTHON_VERSION}
     files = {"rescue.yaml": render(template("rescue.yaml"), values),
-             "rescues/README.md": template("rescues-README.md")}
+             "rescues/README.md": template("rescues-README.md"), **schema_files()}
     for system in ci:
         if system not in CI_FILES:
             raise RescueError(f"unknown CI system '{system}'", hint=f"choose from {', '.join(CI_SYSTEMS)}")
@@ -160,8 +230,9 @@ def _yaml_str(value: str) -> str:
 
 
 def write_files(root: Path, files: Mapping[str, str], *, force: bool = False) -> list[str]:
-    """Write ``files`` under ``root``; without ``force``, nothing is written if any exists."""
-    existing = [rel for rel in files if (root / rel).exists()]
+    """Write ``files`` under ``root``; without ``force``, nothing is written if any exists with
+    other content (a file already holding exactly that content is left alone)."""
+    existing = [rel for rel in files if (root / rel).exists() and not _same(root / rel, files[rel])]
     if existing and not force:
         raise RescueError(f"{existing[0]}: already exists"
                           + (f" (and {len(existing) - 1} more: {', '.join(existing[1:])})"
@@ -172,6 +243,13 @@ def write_files(root: Path, files: Mapping[str, str], *, force: bool = False) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return list(files)
+
+
+def _same(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def next_steps(written: Sequence[str]) -> list[str]:

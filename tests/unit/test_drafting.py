@@ -105,12 +105,10 @@ def test_file_names(tmp_path: Path) -> None:
     assert len(long.stem) <= 80
 
 
-def test_schema_ref_prefers_the_repository_copy(tmp_path: Path) -> None:
-    req = tmp_path / "rescues" / "a.yaml"
-    assert drafting.schema_ref(req, tmp_path) == drafting.SCHEMA_ID
-    (tmp_path / "schema").mkdir()
-    (tmp_path / "schema" / "rescue-request.v1.json").write_text("{}")
-    assert drafting.schema_ref(req, tmp_path) == "../schema/rescue-request.v1.json"
+def test_schema_ref_is_the_repository_copy(tmp_path: Path) -> None:
+    assert drafting.schema_ref(tmp_path / "rescues" / "a.yaml", tmp_path) == drafting.SCHEMA_ID
+    assert drafting.schema_ref(tmp_path / "rescues" / "team" / "a.yaml", tmp_path) == \
+        "../../schema/rescue-request.v1.json"
 
 
 def test_project_detection(tmp_path: Path) -> None:
@@ -132,7 +130,8 @@ def test_init_plan_is_a_valid_configuration(tmp_path: Path) -> None:
     (tmp_path / "dbt").mkdir()
     files = scaffold.plan_init(tmp_path, tmp_path / "dbt", ci=(), timezone="America/New_York",
                                branch="release/prod", pip_spec="rescue-runner==9.9")
-    assert set(files) == {"rescue.yaml", "rescues/README.md"}
+    assert set(files) == {"rescue.yaml", "rescues/README.md", "schema/rescue-request.v1.json",
+                          "schema/rescue-config.v1.json"}
     cfg, findings = parse_config_text(files["rescue.yaml"], tmp_path, "rescue.yaml")
     assert cfg is not None, findings
     assert not findings

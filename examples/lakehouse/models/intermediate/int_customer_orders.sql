@@ -10,4 +10,4 @@ select
     coalesce(sum(o.amount) filter (where not o.is_returned), 0) as net_amount
 from {{ ref('stg_customers') }} as c
 left join {{ ref('int_orders') }} as o using (customer_id)
-group by all
+group by 1, 2, 3, 4

@@ -17,7 +17,7 @@ select
     e.last_event_date,
     case
         when coalesce(e.event_count, 0) = 0 then null
-        else round(co.order_count / e.event_count, 4)
+        else round(cast(co.order_count as numeric) / e.event_count, 4)
     end as orders_per_event
 from {{ ref('int_customer_orders') }} as co
 left join events as e using (customer_id)

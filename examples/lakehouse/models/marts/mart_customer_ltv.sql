@@ -25,6 +25,6 @@ select
     end as value_tier
 from {{ ref('int_customer_orders') }}
 {% if is_incremental() %}
-where last_order_date >= (select max(last_order_date) - interval 7 day from {{ this }})
+where last_order_date >= (select max(last_order_date) - interval '7 days' from {{ this }})
    or customer_id not in (select customer_id from {{ this }})
 {% endif %}

@@ -6,4 +6,4 @@ select
     sum(event_count) as event_count,
     count(distinct customer_id) as active_customers
 from {{ ref('int_events_daily') }}
-group by all
+group by 1, 2

@@ -21,6 +21,6 @@ select
     sum(coupon_amount + gift_card_amount) as voucher_revenue
 from {{ ref('int_orders') }}
 {% if is_incremental() %}
-where order_date >= (select max(order_date) - interval 3 day from {{ this }})
+where order_date >= (select max(order_date) - interval '3 days' from {{ this }})
 {% endif %}
 group by order_date

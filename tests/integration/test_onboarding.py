@@ -55,7 +55,8 @@ def test_init_then_new_then_validate(dbt_repo: Path, capsys: pytest.CaptureFixtu
     code, out, err = run(capsys, "init", "--ci", "github", "--ci", "gitlab", "--timezone", "Europe/Berlin")
     assert code == 0, err
     for rel in ("rescue.yaml", "rescues/README.md", ".github/workflows/rescue-validate.yml",
-                ".github/workflows/rescue-apply.yml", ".gitlab/rescue.gitlab-ci.yml"):
+                ".github/workflows/rescue-apply.yml", ".gitlab/rescue.gitlab-ci.yml",
+                "schema/rescue-request.v1.json", "schema/rescue-config.v1.json"):
         assert (dbt_repo / rel).is_file(), rel
         assert f"wrote {rel}" in out
     cfg = load_config(None)
@@ -72,7 +73,9 @@ def test_init_then_new_then_validate(dbt_repo: Path, capsys: pytest.CaptureFixtu
     assert code == 0, out + err
     path = dbt_repo / "rescues" / f"{TODAY}-int-orders.yaml"
     text = path.read_text()
-    assert text.startswith("# yaml-language-server: $schema=https://rescue-runner.dev/schema/rescue-request.v1.json\n")
+    # the modeline points at the schema init placed in the repository
+    assert text.startswith("# yaml-language-server: $schema=../schema/rescue-request.v1.json\n")
+    assert (path.parent / "../schema/rescue-request.v1.json").resolve().is_file()
     assert 'requested_by: "Ana Engineer <ana@example.com>"' in text
     assert "batch 1" in out and "int_orders" in out  # the plan it would produce
     code, out, err = run(capsys, "validate", str(path.relative_to(dbt_repo)))

@@ -44,7 +44,7 @@ def test_schemas_are_written_where_the_modelines_point(tmp_path: Path, capsys, m
     for name in scaffold.SCHEMAS:
         shipped = (REPO / "src" / "rescue_runner" / "schema_data" / name).read_text()
         assert (tmp_path / "schema" / name).read_text() == shipped
-        assert (REPO / "schema" / name).read_text() == shipped  # this repository's copies are current
+        assert (REPO / "schema" / name).read_text() == shipped, "stale: run `rescue schema --write`"
     assert main(["schema", "--write"]) == 0  # idempotent
     assert main(["schema", "config"]) == 0 and '"title"' in capsys.readouterr().out
 

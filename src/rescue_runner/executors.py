@@ -221,10 +221,14 @@ def summary_detail(config: Config, flow_run_id: str) -> dict[str, Any]:
 
 
 def _summary(config: Config, flow_run_id: str) -> dict[str, Any]:
+    """The run's ``summary.json`` from its storage (a local folder or a URL); {} if not readable."""
+    from . import storage
+
     base = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
     try:
-        data = json.loads((Path(base) / flow_run_id / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        location = storage.join(base, flow_run_id, "summary.json")
+        data = storage.read_json(location, config.storage.credentials())
+    except RescueError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -240,16 +244,7 @@ def _outcome(config: Config, run_id: str, state: str | None) -> dict[str, Any]:
 
 def summary_counts(config: Config, flow_run_id: str) -> tuple[Mapping[str, int], tuple[str, ...]]:
     """dbt result counts and failing node ids from the run's ``summary.json`` (empty if not readable)."""
-    from . import storage
-
-    base = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
-    try:
-        location = storage.join(base, flow_run_id, "summary.json")
-        data = storage.read_json(location, config.storage.credentials())
-    except RescueError:
-        return {}, ()
-    if not isinstance(data, dict):
-        return {}, ()
+    data = _summary(config, flow_run_id)
     counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
     failed = tuple(str(f.get("unique_id")) for f in data.get("failed") or () if isinstance(f, dict))
     return counts, failed[:MAX_FAILED_NODES]

@@ -113,10 +113,14 @@ def _alert_stuck_lock(config: Config, env: str, message: str, at: datetime) -> N
     notify.notify(config.notifications, note)
 
 
-def runs_dir(config_path: Path | None, cwd: Path) -> Path:
-    """Where flow runs leave their artifacts (``prefect.run_results_storage_path``)."""
+def runs_dir(config_path: Path | None, cwd: Path) -> Path | str:
+    """Where flow runs leave their artifacts (``prefect.run_results_storage_path``: a local folder
+    or a storage URL, shown without credentials)."""
+    from .storage import display
+
     cfg = load_config(config_path, cwd=cwd)
-    return cfg.prefect.run_results_storage_path or cfg.root / ".rescue" / "runs"
+    where = cfg.prefect.run_results_storage_path or cfg.root / ".rescue" / "runs"
+    return display(where) if isinstance(where, str) else where
 
 
 # ---- status and log (git only: no Prefect, no dbt) -----------------------------------------

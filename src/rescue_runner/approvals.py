@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
@@ -89,17 +90,32 @@ class BranchValidator:
     """``DbtValidator`` with the protected branch's configuration as it is at each call.
 
     ``rescue apply --wait`` may run for hours while someone merges a policy change; every
-    re-validation must judge by the branch as it is then. The loaded dbt project is kept while
-    the dbt settings stay the same.
+    re-validation must judge by the branch as it is then. With ``commit`` (the approved commit
+    of the protected branch) the dbt project is the one of that commit (``trusted.dbt_at``),
+    never the runner's working tree. The loaded dbt project is kept while the dbt settings
+    (so the commit) stay the same.
     """
 
-    def __init__(self, config: Callable[[], Config]) -> None:
-        self._config = config
+    def __init__(self, config: Callable[[], Config], commit: Callable[[], str] | None = None,
+                 root: Path | None = None) -> None:
+        self._config, self._commit, self._root = config, commit, root
         self._current: tuple[Config, DbtValidator] | None = None
+        self._at: tuple[Config, str, Config] | None = None
+
+    def _judged_by(self) -> Config:
+        cfg = self._config()
+        if self._commit is None or self._root is None:
+            return cfg
+        sha = self._commit()
+        if self._at is None or self._at[0] is not cfg or self._at[1] != sha:
+            from .trusted import dbt_at
+
+            self._at = (cfg, sha, dbt_at(cfg, self._root, sha))
+        return self._at[2]
 
     def validate(self, approved: Approved, now: datetime, *,
                  keep: Sequence[PlannedBatch] | None = None) -> Validation:
-        cfg = self._config()
+        cfg = self._judged_by()
         if self._current is None or self._current[0] is not cfg:
             loaded = self._current[1].dbt if self._current and self._current[0].dbt == cfg.dbt else None
             self._current = (cfg, DbtValidator(cfg, loaded))

@@ -78,7 +78,7 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
         if not dry_run:
             # Embedded mode: Prefect's temporary server starts in the background while dbt parses.
             execution.warm_up(w.source.config())
-        return BranchValidator(w.source.config)
+        return BranchValidator(w.source.config, commit=lambda: w.source.tip, root=w.remote.root)
 
     def make_executor() -> Any:
         from .executors import make_executor as pick

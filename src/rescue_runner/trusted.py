@@ -1,13 +1,18 @@
-"""Trusted configuration: rescue.yaml as it is on the protected base branch.
+"""Trusted inputs: rescue.yaml and the dbt project as they are at a commit, never a working tree.
 
-In CI a pull request could edit rescue.yaml to relax the very rules its requests break.
+In CI a pull request could edit rescue.yaml to relax the very rules its requests break, or
+put Jinja in its models that reads secrets and writes files when dbt parses them.
 ``load_base_config(ref)`` reads rescue.yaml (configuration and policy) from the git ref
-``ref`` instead of the working tree, and adds RR190 when the working tree's policy differs
-from the base one, naming the base policy's owners.
+``ref`` instead of the working tree, adds RR190 when the working tree's policy differs from
+the base one, and points the dbt settings into a clean tree of ``ref`` (``dbt_at``): the
+project, its macros, packages and profiles are the base branch's, whatever the working tree
+holds. Only request files come from the working tree. The runner judges an approved request
+by the same means at the approved commit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .config import CONFIG_FILE, Config, find_config, parse_config_text
@@ -18,14 +23,15 @@ from .policies import policy_from_config
 from .policy import Policy, PolicyError
 
 
-def load_base_config(ref: str, config_path: Path | None = None, *,
-                     cwd: Path | None = None) -> tuple[Config, list[Finding]]:
+def load_base_config(ref: str, config_path: Path | None = None, *, cwd: Path | None = None,
+                     dbt_from_ref: bool = True) -> tuple[Config, list[Finding]]:
     """The Config from rescue.yaml at ``ref``, and RR190 if this change alters the policy.
 
     rescue.yaml is ``config_path`` (as given with --config), else the nearest one upwards from
     ``cwd``, else the repository root's; its path inside the repository is read at ``ref``.
-    Relative paths in it keep meaning the working tree (where the dbt project and requests
-    are). RescueError (exit 2) when git, the ref, the file, or its content is unusable.
+    Relative paths in it mean the working tree (requests, history, state), except the dbt
+    project and profiles, which with ``dbt_from_ref`` mean the tree of ``ref`` (``dbt_at``).
+    RescueError (exit 2) when git, the ref, the file, or its content is unusable.
     """
     from .adapters.git import read_at_ref, repo_root
     from .policies.rr190_policy_changed import policy_change_finding
@@ -47,7 +53,40 @@ def load_base_config(ref: str, config_path: Path | None = None, *,
     base = policy_from_config(cfg.policy)
     head_policy, problem, line = _head_policy(head)
     change = policy_change_finding(base, head_policy, display_path(head, cwd), line, head_problem=problem)
+    if dbt_from_ref:
+        cfg = dbt_at(cfg, root, ref)
     return cfg, [change] if change is not None else []
+
+
+def dbt_at(config: Config, root: Path, ref: str) -> Config:
+    """``config`` with its dbt project, profiles and a committed manifest taken from commit ``ref``.
+
+    The commit's tree comes from ``git_checkout.tree_at`` (``git archive``: committed files
+    only, no hooks), cached per SHA inside the repository's git directory, where no commit can
+    plant files. Paths outside the repository (an absolute profiles folder, a downloaded
+    production manifest) are kept; a manifest path inside the repository is read from the tree
+    when the commit holds it, else from the working tree (an artifact the job downloaded).
+    """
+    from .adapters.git import git_dir
+    from .adapters.git_checkout import tree_at
+
+    _, tree = tree_at(root, ref, git_dir(root) / "rescue-runner")
+
+    def moved(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            return tree / path.resolve().relative_to(root)
+        except ValueError:
+            return path  # outside the repository: not the commit's to give
+
+    d = config.dbt
+    manifest = moved(d.manifest)
+    if manifest is not None and d.manifest is not None and not manifest.exists():
+        manifest = d.manifest
+    dbt = dataclasses.replace(d, project_dir=moved(d.project_dir) or d.project_dir,
+                              profiles_dir=moved(d.profiles_dir) or d.profiles_dir, manifest=manifest)
+    return dataclasses.replace(config, dbt=dbt)
 
 
 def _head_policy(path: Path) -> tuple[Policy | None, str | None, int | None]:

@@ -76,7 +76,7 @@ class GitApprovedSource:
         if not self.remote.has_object(sha):
             self.remote.fetch_ref(f"refs/heads/{self.branch}")
         cfg_path = self.config_path or find_config(self.cwd) or self.remote.root / CONFIG_FILE
-        cfg, _ = load_base_config(sha, cfg_path, cwd=self.cwd)
+        cfg, _ = load_base_config(sha, cfg_path, cwd=self.cwd, dbt_from_ref=False)
         try:
             rel = cfg.requests_dir.resolve().relative_to(self.remote.root).as_posix()
         except ValueError:

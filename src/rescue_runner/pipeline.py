@@ -138,6 +138,11 @@ def load_estimates(config: Config, models: Sequence[str] = ()) -> tuple[Estimate
                               max_files=config.storage.history_files)
         folder, notes = synced.folder, list(synced.skipped)
     est, warnings = read_history(folder, models=models or None)
+    import logging
+
+    log = logging.getLogger("rescue_runner.history")
+    for note in notes + warnings:  # a file in the history is never ignored silently
+        log.warning("warning: run history: %s", note)
     return est, notes + warnings
 
 

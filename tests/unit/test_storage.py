@@ -34,7 +34,7 @@ def mem() -> tuple[Any, str]:
 
 
 def test_history_from_a_url_reads_every_layout_and_fetches_only_what_changed(
-        mem: tuple[Any, str], tmp_path: Path) -> None:
+        mem: tuple[Any, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs, root = mem
     # the flow's own runs, a scheduled production run under another name, dbt's companions
     fs.pipe(f"{root}/runs/0001/run_results.json", run_results("2026-11-01T00:00:00Z", (A, 10.0)))
@@ -49,6 +49,7 @@ def test_history_from_a_url_reads_every_layout_and_fetches_only_what_changed(
     assert est.seconds == {A: 20.0, B: 5.0}
     assert est.unknown == {"model.p.c"} and est.sources == 3
     assert notes == ["README.txt: skipped, not a JSON run results file"]
+    assert "run history: README.txt: skipped" in caplog.text  # said, not silently ignored
 
     cache = storage.cache_dir_for(tmp_path / ".rescue" / "cache", f"memory://{root}")
     again = storage.sync_history(f"memory://{root}", tmp_path / ".rescue" / "cache")

@@ -81,9 +81,11 @@ def dbt_at(config: Config, root: Path, ref: str) -> Config:
             return path  # outside the repository: not the commit's to give
 
     d = config.dbt
-    manifest = moved(d.manifest)
-    if manifest is not None and d.manifest is not None and not manifest.exists():
-        manifest = d.manifest
+    manifest: Path | str | None = d.manifest  # a URL (str) is storage, not the commit's
+    if isinstance(d.manifest, Path):
+        in_tree = moved(d.manifest)
+        if in_tree is not None and in_tree.exists():
+            manifest = in_tree
     dbt = dataclasses.replace(d, project_dir=moved(d.project_dir) or d.project_dir,
                               profiles_dir=moved(d.profiles_dir) or d.profiles_dir, manifest=manifest)
     return dataclasses.replace(config, dbt=dbt)

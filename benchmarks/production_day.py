@@ -18,8 +18,8 @@ process worker:
 
 Rescue batches are real ``dbt build`` flow runs of the rescue deployment on a generated
 benchmark dbt project (DuckDB in memory, so concurrent batches never fight over a file). Its
-models are made slow honestly: each calls ``bench_sleep(seconds)``, a DuckDB function
-registered by a dbt-duckdb plugin of the benchmark, for the model's simulated minutes. The
+models are made slow honestly: each is a dbt Python model that sleeps for its simulated
+minutes (its refs are declared, not read). The
 planner's estimates come from a run history written for those sleeps (as last week's
 ``run_results.json``); the scheduled deployments' typical durations from three completed
 runs per deployment recorded on the server before the day (yesterday).
@@ -159,23 +159,6 @@ class Clock:
 
 # ---- the benchmark dbt project ------------------------------------------------------------
 
-PLUGIN = '''
-"""dbt-duckdb plugin of the benchmark: bench_sleep(seconds) sleeps, honestly, inside the query."""
-import time
-
-from dbt.adapters.duckdb.plugins import BasePlugin
-
-
-def _sleep(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
-
-
-class Plugin(BasePlugin):
-    def configure_connection(self, conn):
-        conn.create_function("bench_sleep", _sleep, ["DOUBLE"], "DOUBLE")
-'''
-
 
 def write_project(dest: Path, scale: float) -> None:
     """A dbt project whose models sleep their simulated minutes (in real seconds)."""
@@ -200,16 +183,19 @@ def write_project(dest: Path, scale: float) -> None:
               type: duckdb
               path: ":memory:"
               threads: 1
-              module_paths: ["{{ env_var('BENCH_PLUGIN_DIR') }}"]
-              plugins:
-                - module: bench_sleep
         """)
     )
     for name, (minutes, parents, heavy) in MODELS.items():
-        deps = "".join(f"-- depends_on: {{{{ ref('{p}') }}}}\n" for p in parents)
-        meta = "{{ config(meta={'rescue': {'heavy': true}}) }}\n" if heavy else ""
-        (dest / "models" / f"{name}.sql").write_text(
-            f"{meta}{deps}select bench_sleep({minutes * scale:.3f}) as slept, {minutes} as sim_minutes\n"
+        # dbt reads refs from the model's code without running them: lineage without reading tables.
+        refs = "".join(f"        dbt.ref({p!r})\n" for p in parents)
+        meta = ', meta={"rescue": {"heavy": True}}' if heavy else ""
+        (dest / "models" / f"{name}.py").write_text(
+            "import time\n\n\n"
+            "def model(dbt, session):\n"
+            f'    dbt.config(materialized="table"{meta})\n'
+            + (f"    if False:\n{refs}" if parents else "")
+            + f"    time.sleep({minutes * scale:.3f})\n"
+            f'    return session.sql("select {minutes} as sim_minutes")\n'
         )
 
 
@@ -488,7 +474,7 @@ def setup_mode(
         execution.deploy(
             runner_cfg,
             api_url=api_url,
-            job_variables={"env": {"BENCH_PLUGIN_DIR": str(plugin_dir), **TELEMETRY_OFF}},
+            job_variables={"env": {**TELEMETRY_OFF}},
         )
 
 
@@ -590,7 +576,6 @@ def sample(api_url: str, modes: list[Mode], now: datetime) -> None:
 def run_day(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     plugin_dir = root / "plugin"
     plugin_dir.mkdir()
-    (plugin_dir / "bench_sleep.py").write_text(PLUGIN)
     flow_dir = root / "flows"
     flow_dir.mkdir()
     (flow_dir / "sleep_flow.py").write_text(SLEEP_FLOW)
@@ -660,7 +645,6 @@ def day(
                         **os.environ,
                         **client_env,
                         **TELEMETRY_OFF,
-                        "BENCH_PLUGIN_DIR": str(root / "plugin"),
                     },
                     start_new_session=True,
                     stdout=subprocess.DEVNULL,
@@ -768,8 +752,8 @@ def collect(
 def report(results: dict[str, Any], scale: float) -> None:
     print(f"\nOne simulated minute = {scale:g} real seconds; times below are simulated minutes.")
     print(
-        "Heavy and other rescue batches are slow honestly: dbt models that sleep (a DuckDB function "
-        "of a benchmark dbt-duckdb plugin) for their simulated minutes, plus real dbt/flow overhead."
+        "Heavy and other rescue batches are slow honestly: dbt Python models that sleep for their "
+        "simulated minutes, plus the real dbt and flow-run overhead."
     )
     control = results.get("control", {}).get("late")
     print("\nScheduled runs (24 per day): lateness = actual start - scheduled start")

@@ -250,8 +250,8 @@ def test_heavy_full_refresh_waits_for_its_window_and_for_queue_slots_then_runs(
     try:
         out = tick(repo, night)
         assert re.search(rf"{rid}: waiting \(queue_busy\): wait: queue dbt would hold 5 of 4 usable slots at "
-                         r".*rescue_e2e x3 due, batch \(2 slot\(s\)\); next fit \d\d:\d\d UTC, "
-                         r"after rescue_e2e ends", out), out
+                         r".*rescue_e2e x3 due, batch \(2 slot\(s\)\); next fit (\S+ )?\d\d:\d\d "
+                         r"(Europe/Berlin \((\S+ )?\d\d:\d\d UTC\)|UTC), after rescue_e2e ends", out), out
         assert runs_of(prefect_server, rid) == []
         assert f"{light}: batch 1/1 submitted" in out
         (light_run,) = runs_of(prefect_server, light)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .discovery import display_path, request_files
-from .model import Finding, ProjectGraph
+from .model import Finding, ProjectGraph, Request
 from .pipeline import Checker, RequestReport, decode, load_estimates, open_dbt
 
 if TYPE_CHECKING:
@@ -108,6 +108,16 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
         checker.dbt.remember()  # the selections resolved now, for the next run on the same input
         r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
     return ValidationReport(reports, checker.graph, list(config_findings))
+
+
+def check_selection(dbt: DbtProject, select: Sequence[str], exclude: Sequence[str] = ()) -> list[Finding]:
+    """What resolving a draft selection says (RR200/RR201 errors, RR205/RR206 warnings, with
+    did-you-mean suggestions), before any request file exists (`rescue new`)."""
+    from .resolve import resolve
+
+    draft = Request(id="draft", path="", version=1, reason="", requested_by="",
+                    select=tuple(select), exclude=tuple(exclude))
+    return resolve(draft, dbt)[1]
 
 
 def plan_schedule(config: Config, report: RequestReport, graph: ProjectGraph, *, now: datetime,

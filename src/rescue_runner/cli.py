@@ -333,7 +333,9 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     """Write a new request file rescues/<date>-<slug>.yaml, validate it and show its plan.
 
     Asks for what the flags do not give (on a terminal, unless --yes); answers are checked as
-    you type them. requested_by comes from git config. Exit 1 when the written request is
+    you type them. requested_by comes from git config. The selection is resolved with dbt before
+    anything is written: one that matches no model is asked again (or, with --yes, exit 1 and
+    nothing written), with the nearest model names. Exit 1 when the written request is otherwise
     invalid: the file is kept so you can edit it and run `rescue validate` again.
 
     \b
@@ -355,8 +357,35 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     cfg = _load_config(ctx, **dbt_opts)
     rules = policy_from_config(cfg.policy).request
     tty = not yes and sys.stdin.isatty()
-    sel = _ask(tty, select, "Models to rescue (dbt selectors)", drafting.check_selectors_text,
-               required=True, option="--select")
+    ex = drafting.check_selectors_text(exclude, "exclude", required=False) if exclude else ()
+    dbt: list[Any] = []  # loaded once, on the first selection to check
+
+    def selection_findings(parts: tuple[str, ...]) -> list[Any]:
+        if not dbt:
+            dbt.append(app.open_dbt(cfg))
+        return app.check_selection(dbt[0], parts, ex)
+
+    def check_select(value: str) -> tuple[str, ...]:
+        """On a terminal, a selection that matches nothing is refused on the spot (re-asked)."""
+        parts = drafting.check_selectors_text(value)
+        if tty:
+            findings = selection_findings(parts)
+            blocking = [f for f in findings if f.blocking]
+            if blocking:
+                raise ValueError(f"{blocking[0].code} {blocking[0].message}")
+            for f in findings:
+                click.echo(f"warning {f.code} {f.message}", err=True)
+        return parts
+
+    sel = _ask(tty, select, "Models to rescue (dbt selectors)", check_select, required=True,
+               option="--select")
+    if not tty:
+        blocking = [f for f in selection_findings(sel) if f.blocking]
+        if blocking:
+            for f in blocking:
+                click.echo(f"--select: {f.severity.value} {f.code} {f.message}", err=True)
+            click.echo("nothing was written: fix --select and run `rescue new` again", err=True)
+            ctx.exit(1)
     why = _ask(tty, reason, "Reason (what broke, what the rerun fixes)",
                lambda v: drafting.check_reason(v, rules.reason_min_length), required=True, option="--reason")
     tic = _ask(tty, ticket, "Ticket (issue key or URL" + (")" if rules.ticket_required else ", empty: none)"),
@@ -379,7 +408,6 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     who = requested_by if requested_by is not None else drafting.git_identity(Path.cwd())
     who = _ask(tty, who, "Requested by", drafting.check_requested_by, required=True,
                option="--requested-by")
-    ex = drafting.check_selectors_text(exclude, "exclude", required=False) if exclude else ()
     draft = drafting.Draft(
         select=sel, reason=why, requested_by=who, ticket=tic, exclude=ex, full_refresh=bool(full_refresh),
         max_models=max_models, window_daily=daily, timezone=zone,
@@ -394,13 +422,15 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {shown}")
-    report = app.validate([path], cfg)
+    report = app.validate([path], cfg, dbt=dbt[0] if dbt else None)
     r = report.requests[0]
     if not r.ok:
         click.echo(render_text(report), nl=False)
         click.echo(f"{shown} has errors; the file is kept: edit it, then run `rescue validate {shown}`",
                    err=True)
         ctx.exit(1)
+    for f in r.findings:  # warnings such as RR205 are worth seeing before the PR is opened
+        click.echo(f"{shown}:{f.line}: {f.severity.value} {f.code} {f.message}")
     if r.plan is not None and report.graph is not None:
         click.echo(render_plan_text(r.plan, report.graph), nl=False)
     else:

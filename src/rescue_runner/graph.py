@@ -190,4 +190,5 @@ def _node_info(uid: str, n: Mapping[str, Any]) -> NodeInfo:
         tags=tuple(str(t) for t in tags),
         meta=dict(meta),
         original_file_path=str(n.get("original_file_path") or ""),
+        fqn=tuple(str(p) for p in n.get("fqn") or ()),
     )

@@ -163,6 +163,7 @@ class NodeInfo:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     original_file_path: str = ""
+    fqn: tuple[str, ...] = ()  # dbt's fully qualified name: package, folders..., name
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,21 @@ class ProjectGraph:
     parents: Mapping[str, tuple[str, ...]]
     identity: str
     digests: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """The tables a selection leaves stale (see downstream.py): ids sorted by name."""
+
+    stale: tuple[str, ...] = ()  # hold data, downstream, neither selected nor excluded
+    excluded: tuple[str, ...] = ()  # would be stale, but the request's exclude left them out
+    feeding: tuple[str, ...] = ()  # the selected models the stale tables are built from
+
+    def __bool__(self) -> bool:
+        return bool(self.stale or self.excluded)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"stale": list(self.stale), "excluded": list(self.excluded), "feeding": list(self.feeding)}
 
 
 @dataclass(frozen=True)
@@ -238,6 +254,7 @@ class Plan:
     estimated_seconds: float  # sum of batch estimates (pauses excluded)
     pause_seconds: float = 0.0  # between consecutive batches
     warnings: tuple[str, ...] = ()
+    downstream: Downstream = field(default_factory=Downstream)  # what the plan leaves stale
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -251,4 +268,5 @@ class Plan:
             "estimated_seconds": self.estimated_seconds,
             "pause_seconds": self.pause_seconds,
             "warnings": list(self.warnings),
+            "stale_downstream": self.downstream.to_dict(),
         }

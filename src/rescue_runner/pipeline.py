@@ -32,6 +32,7 @@ class RequestReport:
     models: list[str] = field(default_factory=list)
     request: Request | None = None
     plan: Plan | None = None
+    excluded: list[str] = field(default_factory=list)  # models the request's exclude removed
 
     @property
     def ok(self) -> bool:
@@ -200,20 +201,25 @@ class Checker:
             models, more = resolve(request, dbt)
             report.models = sorted(models)
             report.findings += more
+            if request.exclude and models:  # left out on purpose: listed apart from the stale tables
+                report.excluded = sorted(dbt.select(request.select) - models)
             graph = dbt.graph()
         policy = policy_from_config(self.config.policy)
         mapping = self.config.prefect.mapping
         deployment = capabilities(mapping)
+        excluded = frozenset(report.excluded)
         ctx = PolicyContext(request, frozenset(report.models), graph, policy, self.now,
-                            seconds=est.seconds, default_seconds=est.default_seconds, deployment=deployment)
+                            seconds=est.seconds, default_seconds=est.default_seconds, deployment=deployment,
+                            excluded=excluded)
         if plan and report.models:
             heavy = [m for m in report.models
                      if m in graph.nodes and ctx.heavy_reason(graph.nodes[m]) is not None]
             report.plan = build_plan(request, report.models, graph, est.covering(report.models),
-                                     policy_hash=policy_hash(policy), heavy_ids=heavy, keep=keep)
+                                     policy_hash=policy_hash(policy), heavy_ids=heavy, keep=keep,
+                                     excluded=excluded)
             ctx = PolicyContext(request, frozenset(report.models), graph, policy, self.now,
                                 seconds=est.seconds, default_seconds=est.default_seconds, plan=report.plan,
-                                deployment=deployment)
+                                deployment=deployment, excluded=excluded)
         report.findings += evaluate(ctx)
         # What the target deployment cannot carry is never dropped silently (prefect.mapping).
         p = self.config.prefect

@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from .downstream import stale_downstream
 from .estimates import Estimates
 from .lineage import ancestors, induced_dependencies, order_from_dependencies
 from .model import Plan, PlannedBatch, ProjectGraph, Request
@@ -41,6 +42,7 @@ def build_plan(
     full_refresh_ids: Collection[str] | None = None,
     heavy_ids: Collection[str] = (),
     keep: Sequence[PlannedBatch] | None = None,
+    excluded: Collection[str] = (),
 ) -> Plan:
     """Plan ``selected`` (resolved unique_ids) for ``request`` on ``graph``.
 
@@ -52,6 +54,8 @@ def build_plan(
     ``keep`` is a cut approved earlier (the batches of a ``request_validated`` event): while
     it is still a valid cut of this selection (the same models, one kind per batch, lineage
     order, ``max_models``), it is kept, so fresher run history never re-cuts an approved plan.
+    ``excluded`` are the models the request's ``exclude`` removed: the plan's stale
+    downstream lists them apart (see downstream.py).
     """
 
     models = sorted(set(selected))
@@ -131,6 +135,7 @@ def build_plan(
         estimated_seconds=round(math.fsum(b.estimated_seconds for b in batches), 3),
         pause_seconds=pause,
         warnings=tuple(warnings),
+        downstream=stale_downstream(models, graph, excluded),
     )
 
 

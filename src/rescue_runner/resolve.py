@@ -4,9 +4,9 @@ Codes:
 
 | code  | severity | problem                                                        |
 |-------|----------|----------------------------------------------------------------|
-| RR200 | error    | the selection matches no model                                 |
+| RR200 | error    | the selection matches no model (with the nearest model names)  |
 | RR201 | error    | dbt refused the selection (unknown method, bad syntax, no state) |
-| RR205 | warning  | one selector of a union matches no model (probably a typo)     |
+| RR205 | warning  | one selector of a union matches no model (probably a typo; nearest names suggested) |
 | RR206 | warning  | an exclude selector removes nothing                            |
 """
 
@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .model import Finding, Request, Severity
+from .model import Finding, ProjectGraph, Request, Severity
 from .selection import check_selectors
+from .suggest import did_you_mean
 
 
 class Selector(Protocol):
     """What resolution needs from dbt (adapters.dbt.DbtProject implements it)."""
 
     def select(self, select: Sequence[str], exclude: Sequence[str] = ()) -> set[str]: ...
+
+    def graph(self) -> ProjectGraph: ...
 
 
 def safety_findings(request: Request) -> list[Finding]:
@@ -49,7 +52,8 @@ def resolve(request: Request, dbt: Selector) -> tuple[set[str], list[Finding]]:
             if not dbt.select([item]):
                 findings.append(Finding(
                     "RR205", Severity.WARNING,
-                    f"selector '{item}' matches no model; check the name (dbt ignores it silently)",
+                    f"selector '{item}' matches no model; check the name (dbt ignores it silently)."
+                    + did_you_mean(item, dbt.graph()),
                     path, request.line_of("select", i)))
     if request.exclude:
         without = dbt.select(request.select)
@@ -58,8 +62,10 @@ def resolve(request: Request, dbt: Selector) -> tuple[set[str], list[Finding]]:
                                     "exclude removes no model from the selection; remove it or fix it",
                                     path, request.line_of("exclude")))
     if not models:
+        hints = "".join(did_you_mean(item, dbt.graph()) for item in request.select
+                        if not dbt.select([item]))
         findings.append(Finding(
             "RR200", Severity.ERROR,
-            "the selection matches no model; check names with `dbt ls --resource-type model --select ...`",
-            path, sel_line))
+            "the selection matches no model; check names with `dbt ls --resource-type model --select ...`."
+            + hints, path, sel_line))
     return models, findings

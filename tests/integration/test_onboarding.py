@@ -113,13 +113,29 @@ def test_init_without_a_dbt_project(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert code == 2 and "no dbt_project.yml" in err and "--project-dir" in err
 
 
+def test_new_checks_the_selection_before_writing(dbt_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "init", "--timezone", "UTC")[0] == 0
+    code, _, err = run(capsys, "new", "--select", "int_ordrs+", "--reason", "a reason long enough",
+                       "--yes")
+    assert code == 1
+    assert "RR200" in err and "Did you mean `int_orders+`?" in err and "nothing was written" in err
+    assert not (dbt_repo / "rescues").exists() or not list((dbt_repo / "rescues").glob("*.yaml"))
+    # A typo inside a union still writes the request, and says RR205 (validate's warning) aloud.
+    code, out, err = run(capsys, "new", "--select", "int_orders int_ordrs", "--reason",
+                         "a reason long enough", "--yes")
+    assert code == 0, out + err
+    assert "warning RR205 selector 'int_ordrs' matches no model" in out and "`int_orders`" in out
+
+
 def test_new_keeps_an_invalid_request_and_says_so(dbt_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "init", "--timezone", "UTC")[0] == 0
-    code, _, err = run(capsys, "new", "--select", "no_such_model+", "--reason", "a reason long enough",
+    cfg = dbt_repo / "rescue.yaml"
+    cfg.write_text(cfg.read_text().replace("max_models_per_request: 100", "max_models_per_request: 2"))
+    code, out, err = run(capsys, "new", "--select", "int_orders+", "--reason", "a reason long enough",
                          "--yes")
-    assert code == 1
-    path = dbt_repo / "rescues" / f"{TODAY}-no-such-model.yaml"
-    assert path.is_file()
+    assert code == 1, out + err
+    path = dbt_repo / "rescues" / f"{TODAY}-int-orders.yaml"
+    assert path.is_file() and "RR213" in out
     assert "the file is kept" in err and f"rescue validate rescues/{path.name}" in err
 
 
@@ -153,6 +169,9 @@ def test_new_interactive_through_a_pseudo_terminal(dbt_repo: Path) -> None:
         child.expect_exact("Models to rescue (dbt selectors): ")
         child.sendline("int_orders; rm -rf /")
         child.expect_exact("not allowed in a selector")
+        child.expect_exact("Models to rescue (dbt selectors): ")
+        child.sendline("int_ordrs+")  # resolved with dbt on the spot: re-asked, with the nearest name
+        child.expect_exact("Did you mean `int_orders+`?")
         child.expect_exact("Models to rescue (dbt selectors): ")
         child.sendline("int_orders+")
         child.expect_exact("Reason (what broke, what the rerun fixes): ")

@@ -128,10 +128,11 @@ def test_empty_selection_is_located_error(repo: Path, capsys: pytest.CaptureFixt
     assert code == 0  # one typo in a union: a warning, the rest still selects
     f = json.loads(out)["requests"][0]["findings"]
     assert [(x["code"], x["line"]) for x in f] == [("RR205", 5)]
+    assert "Did you mean `int_orders+`?" in f[0]["message"]
     p = _write(repo, "nothing.yaml", GOOD.replace("int_orders+", "int_ordrs+"))
     code, out, _ = run(capsys, monkeypatch, repo, "validate", str(p))
     assert code == 1
-    assert "rescues/nothing.yaml:4: error RR200" in out
+    assert "rescues/nothing.yaml:4: error RR200" in out and "Did you mean `int_orders+`?" in out
 
 
 def test_unknown_method_and_unsafe_selectors(repo: Path, capsys: pytest.CaptureFixture[str],

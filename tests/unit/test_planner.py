@@ -314,6 +314,7 @@ def test_golden_small_plan() -> None:
         "estimated_seconds",
         "pause_seconds",
         "warnings",
+        "stale_downstream",
     ]
     assert PLANNER_FORMAT == 2, "a new planner format needs a new golden file"
 

@@ -397,6 +397,7 @@ def manifest_as_dict(manifest: Any) -> dict[str, Any]:
             "resource_type": str(node.resource_type),
             "package_name": node.package_name,
             "original_file_path": node.original_file_path,
+            "fqn": list(getattr(node, "fqn", []) or []),
             "tags": list(node.tags),
             "meta": dict(getattr(node, "meta", {}) or {}),
             "config": config,

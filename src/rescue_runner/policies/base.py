@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from ..deployment_mapping import Capabilities
-from ..model import Finding, NodeInfo, Override, Plan, ProjectGraph, Request
+from ..model import Downstream, Finding, NodeInfo, Override, Plan, ProjectGraph, Request
 from ..policy import Level, Policy
 
 # How far ahead a window without an end is examined (DST changes, weekdays, quiet windows).
@@ -87,6 +87,7 @@ class PolicyContext:
     default_seconds: float = 60.0
     plan: Plan | None = None
     deployment: Capabilities | None = None  # what the target deployment can carry (prefect.mapping)
+    excluded: frozenset[str] = frozenset()  # models the request's exclude removed on purpose
 
     # ---- models ---------------------------------------------------------------------------
 
@@ -139,6 +140,15 @@ class PolicyContext:
             ms = tuple(sorted(self.models))
             return [(ms, math.fsum(self.estimate(m) for m in ms))] if ms else []
         return [(b.models, b.estimated_seconds) for b in plan.batches]
+
+    @functools.cached_property
+    def downstream(self) -> Downstream:
+        """The tables this selection leaves stale (the plan's, or computed now)."""
+        if self.plan is not None and self.plan.models:
+            return self.plan.downstream
+        from ..downstream import stale_downstream
+
+        return stale_downstream(self.models, self.graph, self.excluded)
 
     # ---- time -----------------------------------------------------------------------------
 

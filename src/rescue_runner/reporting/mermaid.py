@@ -229,4 +229,22 @@ def plan_markdown(plan: Plan, graph: ProjectGraph, start: datetime | None = None
         out += ["```mermaid", lineage_flowchart(plan, graph).rstrip("\n"), "```", ""]
     if plan.warnings:
         out += ["**Warnings**", ""] + [f"- {_cell(w)}" for w in plan.warnings] + [""]
+    out += _downstream_markdown(plan)
     return "\n".join(out)
+
+
+def _downstream_markdown(plan: Plan, limit: int = 20) -> list[str]:
+    """The tables the plan leaves stale (RR218) and those excluded on purpose."""
+    d, out = plan.downstream, []
+
+    def listed(ids: tuple[str, ...]) -> str:
+        more = f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
+        return ", ".join(f"`{_cell(m.rsplit('.', 1)[-1])}`" for m in ids[:limit]) + more
+
+    if d.stale:
+        source = f", built from the old {listed(d.feeding)}" if d.feeding else ""
+        out += [f"**Stale after this rescue:** {len(d.stale)} downstream table(s) not rebuilt{source}: "
+                f"{listed(d.stale)}", ""]
+    if d.excluded:
+        out += [f"**Excluded on purpose** (stay stale): {listed(d.excluded)}", ""]
+    return out

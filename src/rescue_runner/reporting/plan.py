@@ -27,7 +27,25 @@ def render_plan_text(plan: Plan, graph: ProjectGraph) -> str:
         out.append("    " + ", ".join(_name(m) for m in b.models))
     out.append(f"estimated dbt time {_duration(plan.estimated_seconds)}")
     out += [f"warning: {w}" for w in plan.warnings]
+    out += downstream_lines(plan)
     return "\n".join(out) + "\n"
+
+
+def downstream_lines(plan: Plan, limit: int = 10) -> list[str]:
+    """What the plan leaves stale (RR218), for terminals."""
+    d, out = plan.downstream, []
+    if d.stale:
+        source = f" (built from the old {', '.join(_name(m) for m in d.feeding)})" if d.feeding else ""
+        out.append(f"stale after this rescue: {len(d.stale)} downstream table(s){source}: "
+                   + _listed(d.stale, limit))
+    if d.excluded:
+        out.append(f"excluded on purpose (stay stale): {_listed(d.excluded, limit)}")
+    return out
+
+
+def _listed(ids: tuple[str, ...], limit: int) -> str:
+    more = f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
+    return ", ".join(_name(m) for m in ids[:limit]) + more
 
 
 def render_plan_json(plan: Plan, graph: ProjectGraph) -> str:

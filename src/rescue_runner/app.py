@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .discovery import display_path, request_files
-from .model import Finding, ProjectGraph, Request
+from .model import Finding, Plan, ProjectGraph, Request
 from .pipeline import Checker, RequestReport, decode, load_estimates, open_dbt
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
     from .contention import BatchStart
+    from .windows import Timeline
 
 __all__ = ["RequestReport", "ValidationReport", "current_policy_hash", "load_estimates", "load_requests",
            "open_dbt", "validate"]
@@ -107,7 +108,28 @@ def validate(paths: Sequence[Path], config: Config, *, cwd: Path | None = None,
     if checker.dbt is not None:
         checker.dbt.remember()  # the selections resolved now, for the next run on the same input
         r.findings.sort(key=lambda f: (f.line or 0, f.code, f.message))
+        if r.request is not None and r.plan is not None:
+            r.timeline = plan_timeline(r.request, r.plan, config, checker.now)
     return ValidationReport(reports, checker.graph, list(config_findings))
+
+
+def plan_timeline(request: Request, plan: Plan, config: Config, now: datetime) -> Timeline | None:
+    """When each batch would start if approved ``now``, given the request's window (no queue
+    forecast: see ``plan_schedule``); None when the request has no window."""
+    from .contention import expected_starts
+    from .policies import policy_from_config
+    from .windows import Timeline, UnknownTimezone, display_zone
+
+    if request.window is None:
+        return None
+    try:
+        starts = expected_starts([(b.estimated_seconds, False) for b in plan.batches],
+                                 pause_seconds=plan.pause_seconds, now=now, settings=config.prefect,
+                                 window=request.window)
+    except (UnknownTimezone, ValueError):
+        return None  # RR302 and friends report the window itself
+    quiet = policy_from_config(config.policy).quiet
+    return Timeline(tuple(s.start for s in starts), display_zone(request.window, quiet))
 
 
 def check_selection(dbt: DbtProject, select: Sequence[str], exclude: Sequence[str] = ()) -> list[Finding]:

@@ -177,7 +177,8 @@ def plan(ctx: click.Context, path: Path, fmt: str, **dbt_opts: Any) -> None:
     now = datetime.now(UTC)
     starts, basis = app.plan_schedule(cfg, r, report.graph, now=now, api_url=prefect_api_url())
     zone = r.request.window.timezone if r.request.window else None
-    rendered = PLAN_RENDERERS[fmt](r.plan, report.graph)
+    # Batch lines show the window-based start (the request's zone); the schedule adds the queue forecast.
+    rendered = PLAN_RENDERERS[fmt](r.plan, report.graph, r.timeline if fmt != "json" else None)
     click.echo(with_schedule(fmt, rendered, starts, basis, zone, now), nl=False)
 
 
@@ -379,13 +380,6 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
 
     sel = _ask(tty, select, "Models to rescue (dbt selectors)", check_select, required=True,
                option="--select")
-    if not tty:
-        blocking = [f for f in selection_findings(sel) if f.blocking]
-        if blocking:
-            for f in blocking:
-                click.echo(f"--select: {f.severity.value} {f.code} {f.message}", err=True)
-            click.echo("nothing was written: fix --select and run `rescue new` again", err=True)
-            ctx.exit(1)
     why = _ask(tty, reason, "Reason (what broke, what the rerun fixes)",
                lambda v: drafting.check_reason(v, rules.reason_min_length), required=True, option="--reason")
     tic = _ask(tty, ticket, "Ticket (issue key or URL" + (")" if rules.ticket_required else ", empty: none)"),
@@ -412,6 +406,13 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
         select=sel, reason=why, requested_by=who, ticket=tic, exclude=ex, full_refresh=bool(full_refresh),
         max_models=max_models, window_daily=daily, timezone=zone,
         expires=_ask(False, expires, "", drafting.check_expires, required=False, option="--expires"))
+    if not tty:  # flags: checked with dbt once every cheap check passed
+        blocking = [f for f in selection_findings(sel) if f.blocking]
+        if blocking:
+            for f in blocking:
+                click.echo(f"--select: {f.severity.value} {f.code} {f.message}", err=True)
+            click.echo("nothing was written: fix --select and run `rescue new` again", err=True)
+            ctx.exit(1)
     path = drafting.request_path(cfg.requests_dir, date.today(), slug or drafting.default_slug(draft))
     text = drafting.render_request(draft, drafting.schema_ref(path, cfg.root))
     shown = display_path(path, Path.cwd())
@@ -432,7 +433,7 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     for f in r.findings:  # warnings such as RR205 are worth seeing before the PR is opened
         click.echo(f"{shown}:{f.line}: {f.severity.value} {f.code} {f.message}")
     if r.plan is not None and report.graph is not None:
-        click.echo(render_plan_text(r.plan, report.graph), nl=False)
+        click.echo(render_plan_text(r.plan, report.graph, r.timeline), nl=False)
     else:
         click.echo(render_text(report), nl=False)
     click.echo(f"Next: commit {shown} and open a pull request; CI comments the plan.")

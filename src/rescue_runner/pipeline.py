@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
     from .config import Config
     from .estimates import Estimates
+    from .windows import Timeline
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RequestReport:
     request: Request | None = None
     plan: Plan | None = None
     excluded: list[str] = field(default_factory=list)  # models the request's exclude removed
+    timeline: Timeline | None = None  # expected batch starts in the request's zone (with a window)
 
     @property
     def ok(self) -> bool:

@@ -343,15 +343,18 @@ def next_step(v: View) -> Step:
     nxt = s.next_batch
     assert nxt is not None
     # 8. Pause after the previous batch (no dbt needed to know).
+    req = a.request
+    from .windows import show_time
+
+    tz = req.window.timezone if req is not None and req.window is not None else None
     prev = s.last_completed
     if prev is not None and s.pause_seconds > 0 and prev.finished_at is not None:
         until = prev.finished_at + timedelta(seconds=s.pause_seconds)
         if v.now < until:
             return Wait(audit.PAUSE, f"pause between batches: batch {nxt.index} not before "
-                                     f"{until:%Y-%m-%d %H:%M:%S} UTC", nxt.index, until)
+                                     f"{show_time(until, tz, seconds=True)}", nxt.index, until)
 
-    # 9. The request's window.
-    req = a.request
+    # 9. The request's window (times shown in its zone, UTC beside them).
     window_end = None
     if req is not None and req.window is not None:
         from .windows import closes_at, is_open, next_open
@@ -359,7 +362,7 @@ def next_step(v: View) -> Step:
         window_end = closes_at(req.window, v.now)
         if not is_open(req.window, v.now):
             opens = next_open(req.window, v.now)
-            when = f"opens {opens:%Y-%m-%d %H:%M} UTC" if opens else "does not open again"
+            when = f"opens {show_time(opens, tz)}" if opens else "does not open again"
             return Wait(audit.WINDOW_CLOSED, f"window closed: {when}", nxt.index, opens)
 
     # 10. Before any submission: re-derive the plan now; it must equal the recorded one.

@@ -258,6 +258,51 @@ def closes_at(spec: Spec, at: datetime, *, horizon: timedelta = timedelta(days=2
     return found[0][1]
 
 
+def show_time(at: datetime, tz_name: str | None = None, *, seconds: bool = False) -> str:
+    """An instant for people: local time in ``tz_name`` with UTC beside it.
+
+    ``2026-12-02 01:00 Europe/Berlin (00:00 UTC)``; the UTC date is repeated when it differs
+    from the local one; plain ``2026-12-02 00:00 UTC`` without a zone (or an unknown one).
+    """
+    u = _aware(at).replace(microsecond=0)
+    clock = "%H:%M:%S" if seconds else "%H:%M"
+    if not tz_name or tz_name == "UTC" or not is_valid_timezone(tz_name):
+        return u.strftime(f"%Y-%m-%d {clock}") + " UTC"
+    local = u.astimezone(zone(tz_name))
+    utc = u.strftime(clock if local.date() == u.date() else f"%Y-%m-%d {clock}")
+    return local.strftime(f"%Y-%m-%d {clock}") + f" {tz_name} ({utc} UTC)"
+
+
+def display_zone(window: Window | None, quiet: QuietWindows | None = None) -> str | None:
+    """The zone times are shown in: the request window's, else the policy's (first quiet window)."""
+    if window is not None and window.timezone and is_valid_timezone(window.timezone):
+        return window.timezone
+    for spec in (quiet.allow + quiet.deny) if quiet is not None else ():
+        if is_valid_timezone(spec.timezone):
+            return spec.timezone
+    return None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """When a plan's batches are expected to start (one per batch; None: the window never
+    opens again) and the zone to show them in."""
+
+    starts: tuple[datetime | None, ...]
+    timezone: str | None = None
+
+    def show(self, index: int) -> str:
+        """The expected start of batch ``index`` (1-based) for people."""
+        at = self.starts[index - 1] if 0 < index <= len(self.starts) else None
+        if at is None:
+            return "no expected start in the next window openings"
+        return show_time(at, self.timezone)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"timezone": self.timezone,
+                "expected_starts": [a.astimezone(UTC).isoformat() if a else None for a in self.starts]}
+
+
 @dataclass(frozen=True)
 class BoundaryProblem:
     """A daily boundary that falls in a DST gap (never shown) or fold (shown twice) on ``day``."""

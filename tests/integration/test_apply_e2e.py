@@ -232,7 +232,8 @@ def test_heavy_full_refresh_waits_for_its_window_and_for_queue_slots_then_runs(
 
     noon = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     out = tick(repo, noon)
-    assert f"{rid}: waiting (window_closed): window closed: opens 2026-11-25 00:00 UTC" in out
+    assert (f"{rid}: waiting (window_closed): window closed: "
+            "opens 2026-11-25 01:00 Europe/Berlin (00:00 UTC)") in out  # the request's zone, UTC beside it
     assert tick(repo, noon + timedelta(minutes=30)).count("waiting") == 1  # still closed, not recorded again
 
     # The window opens, but nightly work is due in the queue while the heavy batch would run: it

@@ -123,7 +123,7 @@ def test_json_shape_and_models(repo: Path, capsys: pytest.CaptureFixture[str],
 
 def test_empty_selection_is_located_error(repo: Path, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    p = _write(repo, "typo.yaml", GOOD.replace("int_orders+", "\n  - int_ordrs+\n  - int_orders"))
+    p = _write(repo, "typo.yaml", GOOD.replace("int_orders+", "\n  - int_ordrs+\n  - int_orders+"))
     code, out, _ = run(capsys, monkeypatch, repo, "validate", "--format", "json", str(p))
     assert code == 0  # one typo in a union: a warning, the rest still selects
     f = json.loads(out)["requests"][0]["findings"]
@@ -133,6 +133,33 @@ def test_empty_selection_is_located_error(repo: Path, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, monkeypatch, repo, "validate", str(p))
     assert code == 1
     assert "rescues/nothing.yaml:4: error RR200" in out and "Did you mean `int_orders+`?" in out
+
+
+def test_int_orders_alone_names_the_stale_marts(repo: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """RR218 on the bundled example: int_orders alone leaves the marts built from it stale."""
+    p = _write(repo, "int-orders-alone.yaml", GOOD.replace("int_orders+", "int_orders"))
+    code, out, _ = run(capsys, monkeypatch, repo, "validate", str(p))
+    assert code == 0  # advisory by default: a warning
+    assert "rescues/int-orders-alone.yaml:4: warning RR218 7 downstream tables will still hold data " \
+           "built from the old int_orders" in out and "`select: int_orders+`" in out
+    code, out, _ = run(capsys, monkeypatch, repo, "plan", "--format", "json", str(p))
+    assert code == 0
+    stale = json.loads(out)["stale_downstream"]["stale"]
+    assert [m.rsplit(".", 1)[-1] for m in stale] == [
+        "int_customer_orders", "mart_customer_engagement", "mart_customer_ltv", "mart_customers",
+        "mart_finance_summary", "mart_payment_methods", "mart_revenue"]
+    code, out, _ = run(capsys, monkeypatch, repo, "plan", str(p))
+    assert "stale after this rescue: 7 downstream table(s) (built from the old int_orders): " \
+           "int_customer_orders, mart_customer_engagement" in out
+    code, out, _ = run(capsys, monkeypatch, repo, "validate", "--format", "markdown", str(p))
+    assert "**Stale after this rescue:** 7 downstream table(s) not rebuilt, built from the old " \
+           "`int_orders`" in out
+    p = _write(repo, "int-orders-tree.yaml",
+               GOOD.replace("int_orders+", "int_orders+\nexclude: mart_revenue+"))
+    code, out, _ = run(capsys, monkeypatch, repo, "plan", str(p))
+    assert code == 0 and "stale after" not in out
+    assert "excluded on purpose (stay stale): mart_finance_summary, mart_revenue" in out
 
 
 def test_unknown_method_and_unsafe_selectors(repo: Path, capsys: pytest.CaptureFixture[str],

@@ -145,3 +145,10 @@ def test_questions_are_asked_once() -> None:
             answered = answers[kind]
             assert not isinstance(reconcile.next_step(replace(v, **answered)), kind)
     assert NOT_ASKED is reconcile.NOT_ASKED
+
+
+def test_window_wait_is_told_in_the_request_zone() -> None:
+    berlin = Window(daily=DailyWindow(time(1, 0), time(5, 0)), timezone="Europe/Berlin")
+    step = reconcile.next_step(view(("v",), approved=approved(berlin)))
+    assert isinstance(step, reconcile.Wait)
+    assert step.reason == "window closed: opens 2026-11-24 01:00 Europe/Berlin (00:00 UTC)"

@@ -230,3 +230,26 @@ def test_membership_equals_minute_scan(case: tuple[DailySpec, datetime], data: s
         assert first == min(expected)
     else:
         assert first is None or first >= b
+
+
+# ---- times for people and expected batch starts ----------------------------------------------
+
+def test_show_time_in_the_request_zone_with_utc_beside() -> None:
+    from rescue_runner.windows import show_time
+
+    at = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    assert show_time(at, "Europe/Berlin") == "2026-12-02 01:00 Europe/Berlin (00:00 UTC)"
+    assert show_time(at, "America/New_York") == "2026-12-01 19:00 America/New_York (2026-12-02 00:00 UTC)"
+    assert show_time(at, None) == show_time(at, "UTC") == show_time(at, "Mars/Base") == "2026-12-02 00:00 UTC"
+    assert show_time(at.replace(second=7), "Europe/Berlin", seconds=True) == \
+        "2026-12-02 01:00:07 Europe/Berlin (00:00:07 UTC)"
+
+
+def test_display_zone_request_then_policy() -> None:
+    from rescue_runner.windows import DailySpec, QuietWindows, display_zone
+
+    quiet = QuietWindows(allow=(DailySpec(time(22, 0), time(6, 0), "Europe/Berlin"),))
+    assert display_zone(Window(daily=DailyWindow(time(1, 0), time(5, 0)), timezone="Asia/Tokyo"), quiet) \
+        == "Asia/Tokyo"
+    assert display_zone(None, quiet) == display_zone(Window(), quiet) == "Europe/Berlin"
+    assert display_zone(None, QuietWindows()) is None

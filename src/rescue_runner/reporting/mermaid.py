@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..lineage import induced_dependencies
 from ..model import Plan, PlannedBatch, ProjectGraph
+from ..windows import Timeline
 from .units import duration as _duration
 
 MAX_NODES = 150  # flowchart nodes drawn; the rest are summarised in one note
@@ -200,8 +201,13 @@ def _models_cell(b: PlannedBatch, graph: ProjectGraph) -> str:
     return f"{len(names)}: `{names[0]}`, `{names[1]}` … `{names[-1]}`"
 
 
-def plan_markdown(plan: Plan, graph: ProjectGraph, start: datetime | None = None) -> str:
-    """The plan for a pull-request comment: batch table, totals, both diagrams, warnings."""
+def plan_markdown(plan: Plan, graph: ProjectGraph, start: datetime | None = None,
+                  timeline: Timeline | None = None) -> str:
+    """The plan for a pull-request comment: batch table, totals, both diagrams, warnings.
+
+    With a ``timeline`` (a request with a window) the "Starts at" column shows the expected
+    start of each batch in the request's zone, UTC beside it.
+    """
     out = [f"### Plan `{_cell(plan.request_id)}`", "", f"Fingerprint: `{plan.fingerprint}`", ""]
     if plan.batches:
         out += [
@@ -212,7 +218,8 @@ def plan_markdown(plan: Plan, graph: ProjectGraph, start: datetime | None = None
             unknown = f" ({len(b.unknown_estimates)} assumed)" if b.unknown_estimates else ""
             out.append(
                 f"| {b.index} | {_cell(_models_cell(b, graph))} | {'yes' if b.full_refresh else 'no'} "
-                f"| {_duration(b.estimated_seconds)}{unknown} | {_offset(b.start_offset_seconds)} |"
+                f"| {_duration(b.estimated_seconds)}{unknown} "
+                f"| {timeline.show(b.index) if timeline else _offset(b.start_offset_seconds)} |"
             )
         out.append("")
     pauses = max(0, len(plan.batches) - 1)

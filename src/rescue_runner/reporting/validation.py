@@ -50,6 +50,7 @@ def report_to_dict(report: ValidationReport) -> dict[str, Any]:
                 "findings": [f.to_dict() for f in r.findings],
                 "models": list(r.models),
                 **({"plan": r.plan.to_dict()} if r.plan is not None else {}),
+                **(r.timeline.to_dict() if r.timeline is not None else {}),
             }
             for r in report.requests
         ],
@@ -146,7 +147,7 @@ def _markdown_request(r: RequestReport, report: ValidationReport) -> list[str]:
     if r.plan is not None and report.graph is not None:
         from .mermaid import plan_markdown
 
-        out.append(plan_markdown(r.plan, report.graph))
+        out.append(plan_markdown(r.plan, report.graph, timeline=r.timeline))
     return out
 
 

@@ -74,6 +74,7 @@ STRICT: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "2026-11-23-rr217": (HEAD + "select: mart_events_monthly\n"
                          "event_time: {start: 2026-10-01, end: 2026-11-01}\n",
                          [("RR217", "warning")]),
+    "2026-11-23-rr218": (HEAD + "select: stg_payments\n", [("RR218", "warning")]),
     "2026-11-23-rr301": (HEAD + "select: mart_revenue\nfull_refresh: true\n", [("RR301", "error")]),
     "2026-11-23-rr301-inside": (HEAD + "select: mart_revenue\nfull_refresh: true\nwindow:\n"
                                 "  daily: {start: '01:00', end: '05:00'}\n  timezone: Europe/Berlin\n", []),
@@ -145,8 +146,13 @@ def no_history(example_build: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     return code, by_id(out)
 
 
+# The stale-downstream warning fires on most partial selections: compared where a case expects it.
+INCIDENTAL = "RR218"
+
+
 def check(report: dict[str, Any], name: str, expected: list[tuple[str, str]]) -> None:
-    got = sorted((f["code"], f["severity"]) for f in report["findings"])
+    got = sorted((f["code"], f["severity"]) for f in report["findings"]
+                 if f["code"] != INCIDENTAL or any(c == INCIDENTAL for c, _ in expected))
     assert got == sorted(expected), json.dumps(report["findings"], indent=1)
     for f in report["findings"]:
         assert f["path"] == f"rescues/{name}.yaml" and f["line"] >= 1
@@ -174,12 +180,12 @@ def test_every_rule_is_exercised_end_to_end() -> None:
 def test_real_history_facts_reach_the_rules(strict: tuple[Path, int, dict[str, Any]],
                                             no_history: tuple[int, dict[str, Any]]) -> None:
     _, _, reports = strict
-    [backfill] = reports["2026-11-23-rr212"]["findings"]
+    [backfill] = [f for f in reports["2026-11-23-rr212"]["findings"] if f["code"] != INCIDENTAL]
     assert "full_refresh rebuilds microbatch model int_events_daily from begin: dbt will run 11 batches" \
         in backfill["message"]
-    [first] = no_history[1]["first-build"]["findings"]
+    [first] = [f for f in no_history[1]["first-build"]["findings"] if f["code"] != INCIDENTAL]
     assert "no successful run in the run history" in first["message"] and "11 batches" in first["message"]
-    [heavy] = reports["2026-11-23-rr214"]["findings"]
+    [heavy] = [f for f in reports["2026-11-23-rr214"]["findings"] if f["code"] != INCIDENTAL]
     assert "mart_revenue: meta rescue.heavy is true" in heavy["message"]
     assert heavy["line"] == 5 and heavy["level"] == "soft"
 
@@ -198,5 +204,5 @@ def test_markdown_shows_blocking_and_overrides(strict: tuple[Path, int, dict[str
     code, out = run_cli(root, "validate", "--format", "json", "--now", NOW,
                         "rescues/2026-11-23-rr214-overridden.yaml")
     assert code == 0
-    [f] = json.loads(out)["requests"][0]["findings"]
+    [f] = [f for f in json.loads(out)["requests"][0]["findings"] if f["code"] != INCIDENTAL]
     assert f["override"] == {"code": "RR214", "approved_by": "@lead", "reason": "Two small models."}

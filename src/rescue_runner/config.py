@@ -92,7 +92,7 @@ class LinkSettings:
     repository_url: str | None = None
 
 
-NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded", "running_long")
+NOTIFY_EVENTS = ("waiting_too_long", "failed", "needs_operator", "succeeded", "running_long", "stale_on_main")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ _TITLES = {
     "needs_operator": (":rotating_light:", "needs an operator"),
     "succeeded": (":white_check_mark:", "succeeded"),
     "running_long": (":turtle:", "is running long"),
+    "stale_on_main": (":warning:", "is suggested: production is stale on main"),
 }
 _SECTION_LIMIT = 2900  # Slack: section text at most 3000 characters
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -68,6 +69,7 @@ class NotifyEvent:
     batch: int | None = None  # 1-based index of the batch concerned
     batches: int | None = None
     at: datetime | None = None
+    body: str = ""  # preformatted text shown as a code block (a ready-to-commit request)
 
 
 def _escape(text: str) -> str:
@@ -103,6 +105,10 @@ def build_payload(event: NotifyEvent) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(body), _SECTION_LIMIT)}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
+    if event.body:
+        fence = "```"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(
+            f"{fence}\n{_escape(event.body)}\n{fence}", _SECTION_LIMIT)}})
     link = event.flow_run_url if event.flow_run_url and event.flow_run_url.startswith(
         ("https://", "http://")) else None
     if link:

@@ -99,6 +99,10 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
     live = w.config.liveness
     runner.running_long = (live.running_long_factor, live.running_long_minimum_minutes * 60)
     report = runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
+    if report.status in ("nothing", "done", "timeout"):  # busy/stuck: the lock holder's pass guards
+        from .postmerge import run_guard
+
+        run_guard(w, clock.now(), dry_run=dry_run, say=say)
     if report.status == "stuck" and report.lock is not None:
         _alert_stuck_lock(w.config, env, report.lock.message, clock.now())
     return report
@@ -188,7 +192,12 @@ def status(config_path: Path | None, cwd: Path, request_id: str | None = None, *
             reason = (reason + "; " if reason else "") + "removed from the protected branch"
         out.append(RequestStatus(rid, state, reason, _batches(s), s))
     problems = [f"{rid}: {p}" for rid, (_, ps) in examined.items() if request_id in (None, rid) for p in ps]
-    return StatusReport(out, problems, as_of=w.clock.now())
+    stale: list[Mapping[str, Any]] = []
+    if request_id is None:
+        from .adapters.git_guard import GuardRecords
+
+        stale = list(GuardRecords(w.remote, w.store).stale())  # as the last runner pass found it
+    return StatusReport(out, problems, as_of=w.clock.now(), stale_on_main=stale)
 
 
 def _order_key(rid: str, states: dict[str, RequestState],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import audit
@@ -15,9 +15,10 @@ from .units import duration
 
 
 def status_text(report: StatusReport) -> str:
-    """A table of requests; with one request, its batches too."""
+    """A table of requests; with one request, its batches too; then what is stale on main."""
+    stale = _stale_text(report)
     if not report.requests:
-        return "no rescue requests on the protected branch or in the audit trail\n"
+        return "no rescue requests on the protected branch or in the audit trail\n" + stale
     rows = [("ID", "STATE", "BATCHES", "REASON")]
     for r in report.requests:
         done = sum(1 for b in r.batches if b["state"] == "completed")
@@ -34,7 +35,17 @@ def status_text(report: StatusReport) -> str:
                          f"{run}{attempt}{url}")
     for p in report.problems:
         lines.append(f"warning: audit trail: {p}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + stale
+
+
+def _stale_text(report: StatusReport) -> str:
+    """The post-merge guard's notices (see postmerge.py), one line per model."""
+    from ..guard import stale_lines
+
+    if not report.stale_on_main:
+        return ""
+    now = report.as_of or datetime.now(UTC)
+    return "".join(f"{line}\n" for line in stale_lines([dict(m) for m in report.stale_on_main], now))
 
 
 def status_json(report: StatusReport) -> str:
@@ -42,7 +53,8 @@ def status_json(report: StatusReport) -> str:
     data = {"requests": [{"id": r.id, "state": r.state, "reason": r.reason,
                           "batches": [{"index": b["index"], "flow_run_id": b["flow_run_id"],
                                        "state": b["state"]} for b in r.batches]}
-                         for r in report.requests]}
+                         for r in report.requests],
+            "stale_on_main": [dict(m) for m in report.stale_on_main]}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

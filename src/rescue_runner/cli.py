@@ -289,6 +289,28 @@ def _refuse_empty_ci_run(cfg: Any, paths: tuple[Path, ...]) -> None:
                            "files or folder (e.g. `rescue validate rescues/`)")
 
 
+def _changed_selection(cfg: Any, changed: str, get_dbt: Callable[[], Any],
+                       reason: str | None) -> tuple[str, str | None]:
+    """``--changed BASE..HEAD``: the changed models with their downstream, and a default reason."""
+    from . import prhint
+
+    try:
+        base, head = prhint.parse_range(changed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--changed") from None
+    paths = prhint.changed_files(cfg.root, base, head)
+    try:
+        rel = cfg.dbt.project_dir.resolve().relative_to(cfg.root.resolve()).as_posix()
+    except ValueError:
+        rel = ""
+    uids, _ = prhint.map_paths(paths, get_dbt(), "" if rel == "." else rel)
+    if not uids:
+        raise RescueError(f"no dbt model changed in {changed}", hint="give --select instead")
+    names = [u.rsplit(".", 1)[-1] for u in uids]
+    why = reason or f"{', '.join(names)} changed in {changed}; rebuild the production tables built from them"
+    return " ".join(f"{n}+" for n in names), why
+
+
 def _ask(interactive: bool, given: Any, prompt: str, check: Callable[[str], Any], *,
          required: bool, default: str = "", option: str = "") -> Any:
     """A flag's value checked, else a prompt that repeats until the answer passes ``check``."""
@@ -311,6 +333,38 @@ def _ask(interactive: bool, given: Any, prompt: str, check: Callable[[str], Any]
 
 
 @cli.command()
+@click.option("--base-ref", required=True, metavar="REF", help="The base commit of the pull request.")
+@click.option("--head-ref", default="HEAD", show_default=True, metavar="REF",
+              help="The pull request's commit.")
+@click.option("--repo", "repo", type=click.Path(path_type=Path, file_okay=False),
+              help="The git repository holding both commits (default: this one). Read as data only.")
+@click.option("--format", "fmt", type=click.Choice(("text", "markdown")), default="text", show_default=True)
+@dbt_options
+@click.pass_context
+def changes(ctx: click.Context, base_ref: str, head_ref: str, repo: Path | None, fmt: str,
+            **dbt_opts: Any) -> None:
+    """Which production tables a pull request's model changes leave stale after the merge.
+
+    Maps the files changed between BASE and HEAD to models of THIS checkout's dbt project
+    (run it in the base checkout: nothing of the pull request is parsed or run), adds every
+    table built from them, and says whether a request in the pull request rebuilds them or
+    which request file to add. Markdown is a PR comment section.
+
+    \b
+    Example (CI, in the base checkout):
+      rescue changes --base-ref "$BASE_SHA" --head-ref "$HEAD_SHA" --repo ../head --format markdown
+    """
+    from datetime import date
+
+    from . import app, prhint
+
+    cfg = _load_config(ctx, **dbt_opts)
+    result = prhint.hint(cfg, app.open_dbt(cfg), repo or Path.cwd(), base_ref, head_ref,
+                         day=date.today().isoformat())
+    click.echo(prhint.render_markdown(result) if fmt == "markdown" else prhint.render_text(result), nl=False)
+
+
+@cli.command()
 @click.option("--select", help="dbt selectors, space separated, e.g. 'int_orders+'.")
 @click.option("--exclude", help="dbt selectors to leave out.")
 @click.option("--reason", help="Why the rescue is needed: what broke, what the rerun fixes.")
@@ -324,13 +378,16 @@ def _ask(interactive: bool, given: Any, prompt: str, check: Callable[[str], Any]
 @click.option("--expires", metavar="YYYY-MM-DD", help="Do not run after this day (UTC).")
 @click.option("--requested-by", help="Who asks (default: git config user.name and user.email).")
 @click.option("--slug", help="File name part after the date (default: from the first selector).")
+@click.option("--changed", metavar="BASE..HEAD",
+              help="Select the models changed in this commit range and everything downstream "
+                   "(e.g. origin/main..HEAD).")
 @click.option("--yes", "-y", is_flag=True, help="Never prompt: use the flags, fail on what is missing.")
 @dbt_options
 @click.pass_context
 def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str | None,
         ticket: str | None, full_refresh: bool | None, max_models: int | None, window_daily: str | None,
         timezone: str | None, expires: str | None, requested_by: str | None, slug: str | None,
-        yes: bool, **dbt_opts: Any) -> None:
+        changed: str | None, yes: bool, **dbt_opts: Any) -> None:
     """Write a new request file rescues/<date>-<slug>.yaml, validate it and show its plan.
 
     Asks for what the flags do not give (on a terminal, unless --yes); answers are checked as
@@ -361,10 +418,13 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
     ex = drafting.check_selectors_text(exclude, "exclude", required=False) if exclude else ()
     dbt: list[Any] = []  # loaded once, on the first selection to check
 
-    def selection_findings(parts: tuple[str, ...]) -> list[Any]:
+    def get_dbt() -> Any:
         if not dbt:
             dbt.append(app.open_dbt(cfg))
-        return app.check_selection(dbt[0], parts, ex)
+        return dbt[0]
+
+    def selection_findings(parts: tuple[str, ...]) -> list[Any]:
+        return app.check_selection(get_dbt(), parts, ex)
 
     def check_select(value: str) -> tuple[str, ...]:
         """On a terminal, a selection that matches nothing is refused on the spot (re-asked)."""
@@ -378,6 +438,8 @@ def new(ctx: click.Context, select: str | None, exclude: str | None, reason: str
                 click.echo(f"warning {f.code} {f.message}", err=True)
         return parts
 
+    if changed is not None and select is None:
+        select, reason = _changed_selection(cfg, changed, get_dbt, reason)
     sel = _ask(tty, select, "Models to rescue (dbt selectors)", check_select, required=True,
                option="--select")
     why = _ask(tty, reason, "Reason (what broke, what the rerun fixes)",

@@ -9,6 +9,7 @@ unless forced. Templates are package data under ``templates/``; their placeholde
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -207,7 +208,8 @@ def plan_init(root: Path, project_dir: Path, *, ci: Iterable[str], timezone: str
     adapter_line = f"  adapter: {adapter}  {why}" if adapter else f"  # adapter: snowflake  {why}"
     values = {"VERSION": package_spec().partition("==")[2] or "dev", "PROJECT_DIR": _yaml_str(rel),
               "PROFILES_LINE": profiles, "ADAPTER_LINE": adapter_line, "TIMEZONE": _yaml_str(timezone),
-              "BRANCH": _yaml_str(branch), "RESCUE_SPEC": pip_spec.replace('"', ""), "PYTHON": PYTHON_VERSION}
+              "BRANCH": _yaml_str(branch), "RESCUE_SPEC": pip_spec.replace('"', ""), "PYTHON": PYTHON_VERSION,
+              "PROJECT_GLOB": json.dumps(f"{rel}/**" if rel != "." else "**/*.sql")[1:-1]}
     files = {"rescue.yaml": render(template("rescue.yaml"), values),
              "rescues/README.md": template("rescues-README.md"), **schema_files()}
     for system in ci:

@@ -216,6 +216,80 @@ def test_validate_workflow_steps_treat_pull_request_files_as_data(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_validate_workflow_says_which_tables_a_model_change_leaves_stale(tmp_path: Path) -> None:
+    """A pull request edits int_orders.sql (with Jinja dbt could not even parse) and adds a model:
+    the comment names the stale production tables and the request to add, from the BASE graph;
+    once the pull request carries a covering request, the comment says so."""
+    from test_onboarding import make_dbt_repo
+
+    from rescue_runner.cli import main
+
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    base = make_dbt_repo(ws / "base")
+    cwd = Path.cwd()
+    os.chdir(base)
+    try:
+        assert main(["init", "--ci", "github", "--timezone", "UTC"]) == 0
+    finally:
+        os.chdir(cwd)
+    _git(base, "add", "-A")
+    _git(base, "commit", "-qm", "rescue init")
+    base_sha = _git(base, "rev-parse", "HEAD")
+    head = ws / "head"
+    _git(ws, "clone", "-q", str(base), str(head))
+    _git(head, "config", "user.name", "Pull Request")
+    _git(head, "config", "user.email", "pr@example.com")
+    sql = head / "transform" / "models" / "intermediate" / "int_orders.sql"
+    # Parsing this (or running anything of the pull request) would fail or leave PWNED behind.
+    sql.write_text(sql.read_text() + "\n-- {{ run_query('select 1') }} {% do exceptions.raise('PWNED') %}\n")
+    (head / "transform" / "models" / "marts" / "mart_new.sql").write_text("select 1 as x {{ broken\n")
+    _git(head, "add", "-A")
+    _git(head, "commit", "-qm", "model change")
+    head_sha = _git(head, "rev-parse", "HEAD")
+
+    doc = load(REPO / "src" / "rescue_runner" / "templates" / "github" / "rescue-validate.yml")
+    rendered = load(base / ".github" / "workflows" / "rescue-validate.yml")
+    assert "transform/**" in rendered["on"]["pull_request"]["paths"]  # model pull requests run it too
+    output = ws / "github_output"
+    output.write_text("")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GITHUB_OUTPUT": str(output),
+           "MARKER": MARKER, "LAKEHOUSE_DB": str(tmp_path / "lakehouse.duckdb")}
+
+    def run_steps(head_sha: str) -> str:
+        (ws / "report.md").unlink(missing_ok=True)
+        for name in ("Copy the changed request files", "Validate with the base branch", "Model changes"):
+            step = _step(doc, name)
+            step["env"] = {"BASE_SHA": base_sha, "HEAD_SHA": head_sha}
+            proc = _run_step(step, ws, env)
+            assert proc.returncode == 0, (name, proc.stdout + proc.stderr)
+            assert "::warning::rescue changes could not run" not in proc.stdout, proc.stderr
+        return (ws / "report.md").read_text()
+
+    report = run_steps(head_sha)
+    assert report.startswith(MARKER) and "<!-- rescue-runner:changes -->" in report
+    assert "**8 production table(s) hold the old logic**" in report
+    for table in ("int_orders", "int_customer_orders", "mart_revenue", "mart_finance_summary"):
+        assert f"`{table}`" in report
+    assert "`stg_orders`" not in report  # upstream views stay as they are
+    assert "- `transform/models/marts/mart_new.sql`" in report  # new files: by path
+    assert "No rescue request in this pull request rebuilds them" in report
+    assert 'select: "int_orders+"' in report and "rescue new --changed BASE..HEAD" in report
+    assert not list(tmp_path.rglob("PWNED")) and not (base / "target" / "run").exists()
+
+    # The author adds the suggested request: the comment confirms it covers the stale tables.
+    rid = "2026-11-23-int-orders"
+    (head / "rescues" / f"{rid}.yaml").write_text(
+        "version: 1\nreason: \"int_orders changed; rebuild what is built from it\"\n"
+        "requested_by: pr@example.com\nselect: int_orders+\nbatches:\n  max_models: 3\n")
+    _git(head, "add", "-A")
+    _git(head, "commit", "-qm", "request")
+    report = run_steps(_git(head, "rev-parse", "HEAD"))
+    assert f"Covered: `{rid}` in this pull request rebuilds all of them" in report
+    assert "No rescue request in this pull request" not in report
+
+
+@pytest.mark.slow
 def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
     """`rescue init` of an installed (non-editable) rescue-runner finds its templates."""
     import zipfile

@@ -127,6 +127,23 @@ def test_new_checks_the_selection_before_writing(dbt_repo: Path, capsys: pytest.
     assert "warning RR205 selector 'int_ordrs' matches no model" in out and "`int_orders`" in out
 
 
+def test_new_changed_selects_the_changed_models_and_their_downstream(
+        dbt_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "init", "--timezone", "UTC")[0] == 0
+    subprocess.run(["git", "add", "-A"], cwd=dbt_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=dbt_repo, check=True)
+    subprocess.run(["git", "checkout", "-qb", "fix"], cwd=dbt_repo, check=True)
+    sql = dbt_repo / "transform" / "models" / "intermediate" / "int_orders.sql"
+    sql.write_text(sql.read_text() + "\n-- refunds once\n")
+    subprocess.run(["git", "commit", "-qam", "fix int_orders"], cwd=dbt_repo, check=True)
+    code, out, err = run(capsys, "new", "--changed", "main..HEAD", "--max-models", "3", "--yes")
+    assert code == 0, out + err
+    text = (dbt_repo / "rescues" / f"{TODAY}-int-orders.yaml").read_text()
+    assert 'select: "int_orders+"' in text and "int_orders changed in main..HEAD" in text
+    code, _, err = run(capsys, "new", "--changed", "HEAD..HEAD", "--yes")
+    assert code == 2 and "no dbt model changed" in err
+
+
 def test_new_keeps_an_invalid_request_and_says_so(dbt_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "init", "--timezone", "UTC")[0] == 0
     cfg = dbt_repo / "rescue.yaml"

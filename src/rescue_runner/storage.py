@@ -301,7 +301,7 @@ def sync_history(location: str | Path, cache_root: Path, credentials: Credential
             continue
         rel = remote[len(base):].lstrip("/") if remote.startswith(base) else PurePosixPath(remote).name
         name = PurePosixPath(rel).name
-        if name in COMPANIONS:
+        if name in COMPANIONS or name.endswith(".log"):  # dbt.log beside a run's artifacts
             continue
         if not is_history_candidate(name):
             skipped.append(f"{rel}: skipped, not a JSON run results file")

@@ -40,6 +40,7 @@ def test_history_from_a_url_reads_every_layout_and_fetches_only_what_changed(
     fs.pipe(f"{root}/runs/0001/run_results.json", run_results("2026-11-01T00:00:00Z", (A, 10.0)))
     fs.pipe(f"{root}/runs/0001/summary.json", b"{}")
     fs.pipe(f"{root}/runs/0001/catalog.json", b"{}")
+    fs.pipe(f"{root}/runs/0001/dbt.log", b"dbt's own log")
     fs.pipe(f"{root}/prod/2026-11-02.json", run_results("2026-11-02T00:00:00Z", (A, 20.0), (B, 5.0)))
     fs.pipe(f"{root}/run_results_2026-11-03.json.gz", __import__("gzip").compress(
         run_results("2026-11-03T00:00:00Z", (A, 30.0))))

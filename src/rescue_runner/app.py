@@ -6,7 +6,6 @@ The CLI parses options and renders; everything it does is a call into this modul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,32 +13,15 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .discovery import display_path, request_files
 from .model import Finding, Plan, ProjectGraph, Request
-from .pipeline import Checker, RequestReport, decode, load_estimates, open_dbt
+from .pipeline import Checker, decode, load_estimates, open_dbt
+from .results import RequestReport, ValidationReport
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
     from .contention import BatchStart
     from .windows import Timeline
 
-__all__ = ["RequestReport", "ValidationReport", "current_policy_hash", "load_estimates", "load_requests",
-           "open_dbt", "validate"]
-
-
-@dataclass
-class ValidationReport:
-    """The result of validating a set of request files."""
-
-    requests: list[RequestReport]
-    graph: ProjectGraph | None = None  # for drawing plans; None when dbt was not needed
-    config_findings: list[Finding] = field(default_factory=list)  # about rescue.yaml itself (RR190)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.requests) and not any(f.blocking for f in self.config_findings)
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [*self.config_findings, *(f for r in self.requests for f in r.findings)]
+__all__ = ["current_policy_hash", "load_estimates", "load_requests", "open_dbt", "validate"]
 
 
 def load_requests(paths: Sequence[Path], config: Config, cwd: Path) -> list[RequestReport]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from .config import Config, load_config
 from .errors import RescueError
 from .faults import FaultHook, FaultPoints
 from .reconcile import Approved
+from .results import RequestStatus, StatusReport
 from .runner import ApplyReport, Clock, OffsetClock, Runner, SystemClock
 
 DEFAULT_ENV = "default"
@@ -128,38 +129,6 @@ def runs_dir(config_path: Path | None, cwd: Path) -> Path | str:
 
 
 # ---- status and log (git only: no Prefect, no dbt) -----------------------------------------
-
-@dataclass
-class RequestStatus:
-    """One line of ``rescue status``."""
-
-    id: str
-    state: str
-    reason: str | None
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    detail: RequestState | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "reason": self.reason, "batches": self.batches}
-
-
-@dataclass
-class StatusReport:
-    """``rescue status``: every request, plus what the repository should know about.
-
-    ``stale_on_main``: models changed on the protected branch whose tables still hold the
-    old logic, one mapping each (``model``, and when known ``commit``, ``changed_at``,
-    ``downstream`` (a count), ``hint``); rendered by every status format that shows it.
-    """
-
-    requests: list[RequestStatus]
-    problems: list[str] = field(default_factory=list)  # audit trail inconsistencies
-    as_of: datetime | None = None
-    stale_on_main: list[Mapping[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"requests": [r.to_dict() for r in self.requests]}
-
 
 def _read(config_path: Path | None, cwd: Path, now: datetime | None) -> tuple[Wiring, list[AuditEvent]]:
     w = wire(config_path, cwd, clock=make_clock(now))

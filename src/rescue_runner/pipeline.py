@@ -9,40 +9,17 @@ reaches resolution.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .model import Finding, Plan, PlannedBatch, ProjectGraph, Request
+from .model import Finding, PlannedBatch, ProjectGraph, Request
+from .results import RequestReport
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
     from .config import Config
     from .estimates import Estimates
-    from .windows import Timeline
-
-
-@dataclass
-class RequestReport:
-    """Everything the pipeline knows about one request file."""
-
-    path: str
-    id: str | None
-    findings: list[Finding] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
-    request: Request | None = None
-    plan: Plan | None = None
-    excluded: list[str] = field(default_factory=list)  # models the request's exclude removed
-    timeline: Timeline | None = None  # expected batch starts in the request's zone (with a window)
-
-    @property
-    def ok(self) -> bool:
-        return not any(f.blocking for f in self.findings)
-
-    @property
-    def blocking(self) -> list[Finding]:
-        return [f for f in self.findings if f.blocking]
 
 
 def _blocked(findings: Sequence[Finding]) -> bool:

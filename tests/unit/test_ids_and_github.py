@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rescue_runner.app import RequestReport, ValidationReport
 from rescue_runner.model import Finding, Severity
 from rescue_runner.pipeline import decode
 from rescue_runner.reporting.validation import render_github
 from rescue_runner.request import check_reused_ids
+from rescue_runner.results import RequestReport, ValidationReport
 
 EVIL = "rescues/x\n::error file=evil.sql::pwned\r##[error]legacy %0A.yaml"
 GOOD = b"version: 1\nreason: a reason long enough\nrequested_by: ana\nselect: int_orders+\n"

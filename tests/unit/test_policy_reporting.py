@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from rescue_runner.app import RequestReport, ValidationReport
 from rescue_runner.model import Finding, Override, Request, Severity
 from rescue_runner.policies import PolicyFinding
 from rescue_runner.reporting.validation import render_github, render_json, render_markdown, render_text
+from rescue_runner.results import RequestReport, ValidationReport
 
 PATH = "rescues/r.yaml"
 OVERRIDE = Override("RR301", "@lead", "Month-end close.")

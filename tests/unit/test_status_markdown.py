@@ -16,8 +16,9 @@ import pytest
 
 from rescue_runner import audit
 from rescue_runner.audit import AuditEvent
-from rescue_runner.operate import RequestStatus, StatusReport, _batches
+from rescue_runner.operate import _batches
 from rescue_runner.reporting.runs import status_markdown
+from rescue_runner.results import RequestStatus, StatusReport
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "status"
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)

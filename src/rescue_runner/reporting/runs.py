@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import audit
 from ..audit import AuditEvent, RequestState
-from ..operate import RequestStatus, StatusReport
+from ..results import RequestStatus, StatusReport
 from .prefect_run import md_text
 from .units import duration
 

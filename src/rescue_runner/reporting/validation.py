@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..app import RequestReport, ValidationReport
 from ..model import Finding
+from ..results import RequestReport, ValidationReport
 
 MAX_LISTED = 20
 

@@ -57,7 +57,7 @@ FIELDS: Mapping[str, frozenset[str]] = {
         "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason", "error",
         "rebuilt", "skipped"}),
     BATCH_RUNNING_LONG: frozenset({"batch", "attempt", "flow_run_id", "minutes", "estimate_seconds"}),
-    REQUEST_FINISHED: frozenset({"outcome", "reason", "batches_completed", "batches_total"}),
+    REQUEST_FINISHED: frozenset({"outcome", "reason", "batches_completed", "batches_total", "content_hash"}),
     OPERATOR_RETRY: frozenset({"attempt", "by", "reason", "accept_plan"}),
     OPERATOR_CLOSE: frozenset({"outcome", "by", "reason", "batch", "flow_run_id", "run_state"}),
 }
@@ -373,8 +373,11 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
         return _with_record(replace(s, status=status, reason=f.get("reason")), rec,
                             replace_last=idx in s.batches)
     if e.type == REQUEST_FINISHED:
+        # A request that ended before it was validated (expired, withdrawn) records its content here,
+        # so "ids are used once" can tell the same file from a new one with the same id.
         return replace(s, status=str(f["outcome"]), outcome=str(f["outcome"]), reason=f.get("reason"),
-                       finished_at=e.at, waiting_kind=None, waiting_batch=None, waiting_since=None)
+                       finished_at=e.at, waiting_kind=None, waiting_batch=None, waiting_since=None,
+                       content_hash=s.content_hash or f.get("content_hash"))
     if e.type == OPERATOR_CLOSE:
         outcome = str(f.get("outcome") or CLOSED)
         closed = f.get("batch")

@@ -212,8 +212,8 @@ def check_reused_ids(requests: Iterable[Request],
         if request.id not in finished:
             continue
         outcome, content_hash = finished[request.id]
-        if content_hash == request.content_hash:
-            continue
+        if content_hash is None or content_hash == request.content_hash:
+            continue  # the same file (or a trail that never recorded its content: nothing to compare)
         findings.append(Finding(
             "RR014", Severity.ERROR,
             f"request id '{request.id}' was already used by a request that ended {outcome} (audit branch); "

@@ -309,7 +309,8 @@ class Runner:
         """Ids are used once: a finished request's id on the branch with other content never runs; say so."""
         for a in approved:
             s = states.get(a.request_id)
-            if s is not None and s.terminal and s.content_hash != a.content_hash:
+            # An old trail may not know what an unvalidated request held: then it cannot tell.
+            if s is not None and s.terminal and s.content_hash not in (None, a.content_hash):
                 self.report.problems.append(a.request_id)
                 self.say(f"{a.request_id}: {a.path} is not run: request id {a.request_id} already ended "
                          f"{s.outcome}, and ids are used once; choose a new id (rename the file) in a new "
@@ -446,9 +447,12 @@ class Runner:
             if isinstance(step, reconcile.Finish):
                 self.fault("before_request_finished")
                 s = view.state
-                view = self._record(view, audit.REQUEST_FINISHED, {
+                finished: dict[str, Any] = {
                     "outcome": step.outcome, "reason": step.reason, "batches_completed": s.completed,
-                    "batches_total": len(s.plan)})
+                    "batches_total": len(s.plan)}
+                if s.content_hash is None and view.approved is not None:
+                    finished["content_hash"] = view.approved.content_hash
+                view = self._record(view, audit.REQUEST_FINISHED, finished)
                 self._note(rid, step.outcome, f"{step.outcome}: {step.reason}")
                 if step.outcome in (audit.FAILED, audit.NEEDS_OPERATOR):
                     self.report.problems.append(rid)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -245,7 +246,8 @@ def test_status_and_log_need_only_git(repo: RescueRepo) -> None:
     assert status == {"requests": [
         {"id": "2026-11-23-a", "state": "pending", "reason": "approved; not yet picked up by the runner",
          "batches": []},
-        {"id": "2026-11-23-gone", "state": "cancelled", "reason": "removed", "batches": []}]}
+        {"id": "2026-11-23-gone", "state": "cancelled", "reason": "removed", "batches": []}],
+        "stale_on_main": []}  # nothing changed on main since production last built
     text = repo.rescue("log", env=env).stdout
     assert "2026-11-23-gone  #1   cancelled (None/None batches): removed" in text
     assert repo.rescue("log", "nope", check=False).returncode == 2
@@ -256,9 +258,11 @@ def test_expired_and_withdrawn_requests_are_closed_with_a_reason_without_dbt(rep
     repo.merge_request("2026-11-23-withdrawn", REQUEST)
     # The runner saw the second one already (validated, waiting for its window) ...
     s = store(repo.clone("writer"))
-    s.append(event("2026-11-23-withdrawn", 1, audit.REQUEST_VALIDATED, content_hash="sha256:x",
-                   fingerprint="sha256:f", batches=[{"index": 1, "models": ["model.lakehouse.stg_orders"]}]))
-    s.append(event("2026-11-23-withdrawn", 2, kind="window_closed", reason="window closed", batch=1))
+    first = event("2026-11-23-withdrawn", 1, audit.REQUEST_VALIDATED, content_hash="sha256:x",
+                  fingerprint="sha256:f", batches=[{"index": 1, "models": ["model.lakehouse.stg_orders"]}])
+    s.append(first)
+    s.append(replace(event("2026-11-23-withdrawn", 2, kind="window_closed", reason="window closed", batch=1),
+                     prev=first.digest))  # a trail as the runner writes it: each event chained to the last
     # ... then its pull request was reverted.
     repo.remove_request("2026-11-23-withdrawn")
     script = ("import sys; from datetime import datetime; from pathlib import Path; "

@@ -21,6 +21,8 @@ def test_a_finished_id_with_other_content_is_a_located_finding() -> None:
     req = report.request
     assert check_reused_ids([req], {}) == []
     assert check_reused_ids([req], {req.id: ("succeeded", req.content_hash)}) == []  # the same request
+    # An old trail that never recorded the content (expired before validation): nothing to compare.
+    assert check_reused_ids([req], {req.id: ("expired", None)}) == []
     found = check_reused_ids([req], {req.id: ("succeeded", "sha256:other")})
     assert [(f.code, f.path, f.line, f.blocking) for f in found] == [
         ("RR014", "rescues/2026-11-23-hotfix.yaml", 1, True)]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .model import PlannedBatch
+from .redact import redact
 
 SCHEMA_VERSION = 1
 EVENTS_DIR = "events"
@@ -45,13 +46,13 @@ OPERATOR_CLOSE = "operator_close"  # `rescue cancel` / `rescue close`: the reque
 # Allowed field names per event type (anything else is refused when the event is built).
 FIELDS: Mapping[str, frozenset[str]] = {
     REQUEST_VALIDATED: frozenset({
-        "path", "content_hash", "fingerprint", "commit", "merge_order", "priority", "requested_by",
-        "ticket", "reason", "batches", "pause_seconds", "warnings", "overrides", "attempt",
+        "path", "content_hash", "fingerprint", "commit", "approved_sha", "merge_order", "priority",
+        "requested_by", "ticket", "reason", "batches", "pause_seconds", "warnings", "overrides", "attempt",
         "policy", "digests", "upstream_digest", "event_time"}),
     WAITING: frozenset({"kind", "reason", "until", "batch"}),
     BATCH_SUBMITTED: frozenset({
         "batch", "attempt", "flow_run_id", "url", "name", "idempotency_key", "mode", "adopted", "state",
-        "models", "lock"}),
+        "models", "lock", "commit"}),
     BATCH_RUNNING: frozenset({"batch", "attempt", "flow_run_id"}),
     BATCH_FINISHED: frozenset({
         "batch", "attempt", "flow_run_id", "state", "state_name", "counts", "failed_nodes", "reason", "error",
@@ -95,6 +96,16 @@ _EVENT_ID = re.compile(r"^[0-9a-f]{8,32}$")
 _TIME_FMT = "%Y%m%dT%H%M%S.%fZ"
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 class AuditError(ValueError):
     """An event that cannot be built or read (unknown type or field, bad id, bad JSON)."""
 
@@ -128,6 +139,8 @@ class AuditEvent:
             raise AuditError(f"{self.type}: fields {unknown} are not allowed")
         for k, v in self.fields.items():
             _check_value(v, f"{self.type}.{k}")
+        # The trail is permanent: no credential ever enters it (URLs, error texts from git/dbt/Prefect).
+        object.__setattr__(self, "fields", {k: _redacted(v) for k, v in self.fields.items()})
         object.__setattr__(self, "at", self.at.astimezone(UTC))
 
     @property
@@ -235,6 +248,7 @@ class BatchRecord:
     error: str | None = None  # a failed batch: the first failing node and dbt's message
     rebuilt: tuple[str, ...] = ()  # models the run rebuilt before it ended
     skipped: tuple[str, ...] = ()  # nodes dbt skipped (downstream of a failure)
+    commit: str | None = None  # the commit the run builds
 
     @property
     def in_flight(self) -> bool:
@@ -315,6 +329,11 @@ class RequestState:
                    default=None)
 
     @property
+    def attempt_commit(self) -> str | None:
+        """The commit the current attempt builds: every batch of one attempt builds the same one."""
+        return next((b.commit for _, b in sorted(self.batches.items()) if b.commit), None)
+
+    @property
     def last_completed(self) -> BatchRecord | None:
         done = [b for b in self.history if b.state == B_COMPLETED and b.attempt >= self.plan_attempt]
         return done[-1] if done else None
@@ -347,7 +366,7 @@ def apply_event(s: RequestState, e: AuditEvent) -> RequestState:
     if e.type == BATCH_SUBMITTED:
         rec = BatchRecord(index=int(f["batch"]), attempt=int(f.get("attempt") or s.attempt),
                           state=B_SUBMITTED, flow_run_id=f.get("flow_run_id"), url=f.get("url"),
-                          submitted_at=e.at, adopted=bool(f.get("adopted")))
+                          submitted_at=e.at, adopted=bool(f.get("adopted")), commit=f.get("commit"))
         return _with_record(replace(s, status="submitted", reason=None, waiting_kind=None,
                                     waiting_batch=None, waiting_since=None), rec)
     if e.type == BATCH_RUNNING:

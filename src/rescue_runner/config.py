@@ -77,6 +77,14 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class RepositorySettings:
+    """The repository flow runs build from (an exact commit of it, fetched by SHA on the worker)."""
+
+    url: str | None = None  # None: the URL of audit.remote in the runner's clone
+    token_secret: str | None = None  # Prefect Secret block with the token, read on the worker
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """Where approvals come from and where the audit trail goes."""
 
@@ -131,6 +139,7 @@ class Config:
     prefect: PrefectSettings = field(default_factory=PrefectSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    repository: RepositorySettings = field(default_factory=RepositorySettings)
     policy: Mapping[str, Any] = field(default_factory=dict)
     links: LinkSettings = field(default_factory=LinkSettings)
     notifications: NotificationSettings | None = None  # None: no `notifications:` section, nothing is sent
@@ -187,6 +196,7 @@ def config_from_data(root: Path, data: Mapping[str, Any], *, source: str | None 
             history_files=int(sto.get("history_files", 200)),
         ),
         audit=AuditSettings(**aud),
+        repository=RepositorySettings(**dict(data.get("repository") or {})),
         policy=dict(data.get("policy") or {}),
         links=LinkSettings(**dict(data.get("links") or {})),
         notifications=_notifications(data.get("notifications")),

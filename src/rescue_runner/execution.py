@@ -5,6 +5,11 @@ deployment and workers run them. Without it, ``submit_batch`` runs the same
 flow in this process (embedded mode: Prefect's temporary local API, state in
 ``.rescue/prefect`` of the repository unless ``PREFECT_HOME`` is set).
 
+Every batch builds an exact commit: a worker gets the repository URL and the
+SHA (``dbt_repo_url``, ``dbt_repo_commit``) and fetches that commit; embedded
+mode builds a tree of the same commit written from the runner's clone. The
+deployment stores paths inside the repository only, never this machine's.
+
 Importing this module does not import prefect or dbt.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +39,7 @@ API_URL_ENV = "PREFECT_API_URL"
 EMBEDDED = "embedded"
 SERVER = "server"
 _GLOB_CHARS = frozenset("*?[]")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")  # git@host:org/repo.git
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,14 @@ class SubmittedRun:
     artifacts_dir: str | None = None
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. the context artifact could not be attached (the run exists)
+    commit: str | None = None  # the commit the run builds
 
     def to_dict(self) -> dict[str, Any]:
         return {"flow_run_id": self.flow_run_id, "url": self.url, "name": self.name,
                 "idempotency_key": self.idempotency_key, "mode": self.mode,
                 "parameters": dict(self.parameters), "state": self.state, "message": self.message,
-                "artifacts_dir": self.artifacts_dir, "tags": list(self.tags), "notes": list(self.notes)}
+                "artifacts_dir": self.artifacts_dir, "tags": list(self.tags), "notes": list(self.notes),
+                "commit": self.commit}
 
 
 @dataclass(frozen=True)
@@ -153,14 +162,25 @@ def batch_selectors(models: Sequence[str], graph: ProjectGraph) -> tuple[str, ..
 
 
 def batch_parameters(batch: PlannedBatch, selectors: Sequence[str],
-                     event_time: EventTime | None = None) -> dict[str, Any]:
-    """The per-batch flow parameters (everything else is a deployment default)."""
+                     event_time: EventTime | None = None, *, commit: str | None = None,
+                     repo_url: str | None = None, token_secret: str | None = None) -> dict[str, Any]:
+    """The per-batch flow parameters (everything else is a deployment default).
+
+    ``commit``: the exact SHA the run builds; ``repo_url`` (server mode): where the worker
+    fetches it, without credentials; ``token_secret``: the Prefect Secret block holding
+    the token, read on the worker.
+    """
     params: dict[str, Any] = {
         "dbt_selects": {"select": " ".join(selectors)},
         "full_refresh": batch.full_refresh,
         "event_time_start": event_time.start.astimezone(UTC).isoformat() if event_time else None,
         "event_time_end": event_time.end.astimezone(UTC).isoformat() if event_time else None,
     }
+    if commit is not None:
+        params["dbt_repo_commit"] = commit
+    if repo_url is not None:
+        params["dbt_repo_url"] = repo_url
+        params["dbt_repo_token_secret"] = token_secret
     try:  # the flow would refuse these too; say so before anything is submitted
         dbt_build_args(select=selectors, project_dir=".", full_refresh=batch.full_refresh,
                        event_time_start=event_time.start if event_time else None,
@@ -171,18 +191,59 @@ def batch_parameters(batch: PlannedBatch, selectors: Sequence[str],
 
 
 def deployment_parameters(config: Config) -> dict[str, Any]:
-    """Deployment defaults from rescue.yaml: project, profile, target, artifact storage."""
+    """Deployment defaults from rescue.yaml: project, profile, target, artifact storage.
+
+    The project and profiles folders are paths inside the repository ('/'-separated), as
+    every checkout of the commit has them; a profiles folder outside the repository is
+    left to the worker (``DBT_PROFILES_DIR`` in its environment, or dbt's default).
+    """
+    root = repo_root(config)
     return {
-        "dbt_project_path": str(config.dbt.project_dir.resolve()),
-        "profiles_dir": str(config.dbt.profiles_dir.resolve()),
+        "dbt_project_path": _inside(root, config.dbt.project_dir, "dbt.project_dir"),
+        "profiles_dir": _inside(root, config.dbt.profiles_dir, None),
         "target": config.dbt.target,
         "run_results_storage_path": str(_storage(config)),
     }
 
 
+def repo_root(config: Config) -> Path:
+    """The root of the git repository holding rescue.yaml; RescueError when there is none."""
+    from .adapters.git import repo_root as git_root
+
+    try:
+        return git_root(config.root)
+    except RescueError as exc:
+        raise RescueError(f"{config.root}: not inside a git repository; flow runs build a commit of the "
+                          "repository that holds rescue.yaml and the dbt project",
+                          hint="run from a clone of the repository (rescue.yaml at its root)") from exc
+
+
+def repository_url(config: Config) -> str:
+    """Where workers fetch the repository: ``repository.url``, else the runner's ``audit.remote``.
+
+    Credentials never travel as parameters: they are dropped here (give workers a
+    ``repository.token_secret`` or their own git credentials). A local path becomes a
+    ``file://`` URL.
+    """
+    from .adapters.git_checkout import remote_url
+    from .redact import redact_url, register_url
+
+    url = config.repository.url or remote_url(repo_root(config), config.audit.remote)
+    if not url:
+        raise RescueError(f"no repository URL for flow runs: remote {config.audit.remote!r} has no URL",
+                          hint="set repository.url in rescue.yaml (the URL workers fetch from)")
+    register_url(url)
+    if "://" not in url and not _SCP_LIKE.match(url):
+        path = Path(url)
+        url = (path if path.is_absolute() else (repo_root(config) / path)).resolve().as_uri()
+    return redact_url(url)
+
+
 def ui_url(api_url: str, flow_run_id: str) -> str:
     """The Prefect UI page of a flow run (the API URL without its trailing /api)."""
-    base = api_url.rstrip("/")
+    from .redact import redact_url
+
+    base = redact_url(api_url).rstrip("/")
     base = base[: -len("/api")] if base.endswith("/api") else base
     return f"{base}/runs/flow-run/{flow_run_id}"
 
@@ -206,6 +267,7 @@ def deploy(config: Config, *, api_url: str | None = None,
         raise RescueError(f"prefect.mapping is set: {p.flow}/{p.deployment} is your own deployment, and "
                           "`rescue deploy` does not create or change it",
                           hint="run `rescue deploy --check` to compare the mapping with it")
+    prefect_api.check_api(url)  # a dead server is the first thing to say
     params = deployment_parameters(config)
     if config.storage.credentials_block:  # the block's name only: workers load it themselves
         job_variables = dict(job_variables or {})
@@ -317,6 +379,7 @@ def submit_batch(
     api_url: str | None = None,
     manifest: Any = None,
     context: RunContext | None = None,
+    commit: str | None = None,
 ) -> SubmittedRun:
     """Submit one batch as a flow run of ``dbt_rerun`` (or run it in-process without a server).
 
@@ -327,26 +390,39 @@ def submit_batch(
     flow and returns the earlier run, even another deployment's, on reuse.
     ``manifest`` (embedded mode only): the dbt Manifest the caller parsed from
     ``config.dbt.project_dir`` with the same profiles dir and target (e.g.
-    ``DbtProject.manifest`` used for planning); the flow then does not parse again.
+    ``DbtProject.manifest`` used for planning); used only if that is the commit's tree.
     ``context``: the request's context; the run then carries its tags (``rescue``,
     ``rescue:<id>``, ``ticket:<key>``, ``batch:<k>/<n>``, ``full-refresh``) and a markdown
     context artifact attached right after the run is created (after it ran, embedded).
+    ``commit``: the approved commit to build (a SHA or a ref of the repository holding
+    rescue.yaml; default HEAD). Never the working tree: uncommitted changes are not built,
+    and in server mode a commit the remote does not have fails on the worker.
     """
     if attempt < 1:
         raise RescueError(f"attempt must be >= 1, got {attempt}")
     selectors = batch_selectors(batch.models, graph)
     if verify is not None:
         _verify_selection(batch, graph, selectors, verify)
-    params = batch_parameters(batch, selectors, event_time)
     name = run_name(request_id, batch.index)
     tags = run_tags(context) if context is not None else [TAG, run_tag(request_id)]
     url = api_url or prefect_api_url()
     if url is None:
-        sub = _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest, tags)
+        from .adapters.git_checkout import tree_at
+
+        sha, tree = tree_at(repo_root(config), commit or "HEAD", config.root / ".rescue" / "checkouts")
+        params = batch_parameters(batch, selectors, event_time, commit=sha)
+        sub = _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest, tags,
+                            tree)
         return _with_context(sub, context, api_url=None, prefect_home=_embedded_home(config))
+    from .adapters.git_checkout import commit_of
 
     p = config.prefect
     dep = prefect_api.read_deployment(url, f"{p.flow}/{p.deployment}")
+    sha = commit_of(repo_root(config), commit or "HEAD")
+    sends_url = p.mapping is None or p.mapping.repo_url is not None
+    params = batch_parameters(batch, selectors, event_time, commit=sha,
+                              repo_url=repository_url(config) if sends_url else None,
+                              token_secret=config.repository.token_secret)
     if p.mapping is not None:
         try:
             params = map_parameters(p.mapping, params, branch=config.audit.protected_branch)
@@ -376,7 +452,7 @@ def submit_batch(
             hint=f"inspect {ui_url(url, run.id)}; delete that run or resubmit with the next attempt number")
     sub = SubmittedRun(flow_run_id=run.id, url=ui_url(url, run.id), name=name, idempotency_key=key,
                        mode=SERVER, parameters=params, state=run.state_type, message=run.state_message,
-                       tags=tuple(run.tags))
+                       tags=tuple(run.tags), commit=sha)
     return _with_context(sub, context, api_url=url, prefect_home=None)
 
 
@@ -451,22 +527,38 @@ def _embedded_home(config: Config) -> Path:
 
 def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
                   attempt: int, params: Mapping[str, Any], name: str, manifest: Any,
-                  tags: Sequence[str]) -> SubmittedRun:
+                  tags: Sequence[str], tree: Path) -> SubmittedRun:
     home = _embedded_home(config)
     if config.storage.credentials_block:  # the in-process flow finds the block as a worker would
         os.environ.setdefault(storage.CREDENTIALS_BLOCK_ENV, config.storage.credentials_block)
     key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
-    run = prefect_api.run_in_process({**deployment_parameters(config), **params}, name=name,
-                                     tags=list(tags), prefect_home=home, manifest=manifest)
+    local = deployment_parameters(config)  # paths inside the repository -> inside the commit's tree
+    local["dbt_project_path"] = str(tree / local["dbt_project_path"])
+    local["profiles_dir"] = str(tree / local["profiles_dir"]) if local["profiles_dir"] else \
+        str(config.dbt.profiles_dir.resolve())
+    run = prefect_api.run_in_process({**local, **params}, name=name, tags=list(tags), prefect_home=home,
+                                     manifest=manifest)
     return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
                         parameters=params, state=run.state_type, message=run.state_message,
-                        artifacts_dir=str(storage.join(_storage(config), run.id)), tags=tuple(tags))
+                        artifacts_dir=str(storage.join(_storage(config), run.id)), tags=tuple(tags),
+                        commit=params.get("dbt_repo_commit"))
 
 
 def _storage(config: Config) -> Path | str:
     """Where flow runs store artifacts: a storage URL as given, a local path made absolute."""
     path = config.prefect.run_results_storage_path or config.root / ".rescue" / "runs"
     return path if isinstance(path, str) else path.resolve()
+
+
+def _inside(root: Path, path: Path, what: str | None) -> str | None:
+    """``path`` relative to the repository root ('/'-separated); None (or RescueError) outside it."""
+    try:
+        return path.resolve().relative_to(root).as_posix() or "."
+    except ValueError:
+        if what is None:
+            return None
+        raise RescueError(f"{what} {path} is outside the git repository {root}",
+                          hint="flow runs build a commit of the repository: keep the project in it") from None
 
 
 def _package(unique_id: str) -> str:

@@ -64,9 +64,10 @@ class ServerExecutor:
         sub = execution.submit_batch(
             self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url,
-            context=run_context(self.config, approved, validation, state, batch, attempt))
+            context=run_context(self.config, approved, validation, state, batch, attempt),
+            commit=build_commit(approved, state))
         return RunView(sub.flow_run_id, sub.state, final=(sub.state or "") in _FINAL, url=sub.url,
-                       name=sub.name, idempotency_key=sub.idempotency_key, mode=self.mode)
+                       name=sub.name, idempotency_key=sub.idempotency_key, mode=self.mode, commit=sub.commit)
 
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
         from .adapters import prefect_api
@@ -90,7 +91,8 @@ class ServerExecutor:
             _attach_result(self.api_url, run)
         return RunView(run.id, run.state_type, final=final, url=execution.ui_url(self.api_url, run.id),
                        name=run.name, state_name=run.state_name, idempotency_key=run.idempotency_key,
-                       mode=self.mode, started_at=getattr(run, "start_time", None), **outcome)
+                       mode=self.mode, started_at=getattr(run, "start_time", None),
+                       commit=run.parameters.get("dbt_repo_commit"), **outcome)
 
 
 class EmbeddedExecutor:
@@ -127,11 +129,11 @@ class EmbeddedExecutor:
         sub = execution.submit_batch(
             self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
             event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
-            manifest=_parsed_manifest(ctx.dbt),
+            manifest=_parsed_manifest(ctx.dbt), commit=build_commit(approved, state),
             context=run_context(self.config, approved, validation, state, batch, attempt))
         return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
                        idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
-                       mode=self.mode, **_outcome(self.config, sub.flow_run_id, sub.state))
+                       mode=self.mode, commit=sub.commit, **_outcome(self.config, sub.flow_run_id, sub.state))
 
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
         from .adapters import prefect_embedded
@@ -148,7 +150,14 @@ class EmbeddedExecutor:
         final = run.state_type in _FINAL
         outcome = _outcome(self.config, run.id, run.state_type) if final else {}
         return RunView(run.id, run.state_type, final=True, name=run.name, state_name=run.state_name,
-                       idempotency_key=run.idempotency_key, mode=self.mode, orphaned=not final, **outcome)
+                       idempotency_key=run.idempotency_key, mode=self.mode, orphaned=not final,
+                       commit=run.parameters.get("dbt_repo_commit"), **outcome)
+
+
+def build_commit(approved: Approved, state: RequestState) -> str | None:
+    """The commit a batch builds: the one this attempt's earlier batches built, else the protected
+    branch tip this pass validated the request at (None: the repository's HEAD)."""
+    return state.attempt_commit or approved.approved_sha or None
 
 
 def make_executor(config: Config) -> ServerExecutor | EmbeddedExecutor:

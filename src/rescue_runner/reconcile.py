@@ -48,6 +48,7 @@ class Approved:
     commit: str = ""  # the commit of the protected branch that added the file
     request: Request | None = None  # None: the file does not decode (validation says why)
     expired: str | None = None  # why it is expired (RR103), computed without dbt
+    approved_sha: str = ""  # the protected-branch tip this pass read (and validates) the request at
 
     @property
     def priority(self) -> int:
@@ -102,6 +103,7 @@ class RunView:
     error: str | None = None  # the first failing node and dbt's message (truncated, redacted)
     rebuilt: tuple[str, ...] = ()  # models this run rebuilt (its summary.json)
     skipped: tuple[str, ...] = ()  # nodes dbt skipped downstream of a failure
+    commit: str | None = None  # the commit the run builds
 
 
 MISSING = "MISSING"  # RunView.state when the run is gone from Prefect

@@ -601,7 +601,8 @@ def _validated_fields(approved: Approved | None, v: Validation, attempt: int) ->
     req = approved.request
     return {
         "path": approved.path, "content_hash": approved.content_hash, "fingerprint": v.fingerprint,
-        "commit": approved.commit, "merge_order": approved.merge_order, "priority": approved.priority,
+        "commit": approved.commit, "approved_sha": approved.approved_sha or None,
+        "merge_order": approved.merge_order, "priority": approved.priority,
         "requested_by": req.requested_by if req else None, "ticket": req.ticket if req else None,
         "reason": req.reason if req else None, "batches": [_batch_fields(b) for b in v.batches],
         "pause_seconds": v.pause_seconds, "warnings": list(v.warnings), "overrides": list(v.overrides),
@@ -618,7 +619,7 @@ def _batch_fields(b: PlannedBatch) -> dict[str, Any]:
 def _submitted_fields(batch: PlannedBatch, attempt: int, run: RunView, *, adopted: bool) -> dict[str, Any]:
     return {"batch": batch.index, "attempt": attempt, "flow_run_id": run.flow_run_id, "url": run.url,
             "name": run.name, "idempotency_key": run.idempotency_key, "mode": run.mode, "adopted": adopted,
-            "state": run.state, "models": len(batch.models)}
+            "state": run.state, "models": len(batch.models), "commit": run.commit}
 
 
 def _finished_fields(step: reconcile.RecordFinished) -> dict[str, Any]:

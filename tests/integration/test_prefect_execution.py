@@ -1,7 +1,8 @@
 """Execution through a real Prefect server and process worker on 127.0.0.1, and embedded mode.
 
-Real dbt-duckdb on a copy of examples/lakehouse; the worker gets the warehouse path
-through the deployment's job variables. Tests in this module run in file order and
+Real dbt-duckdb on a copy of examples/lakehouse, committed and pushed to a bare remote; the
+worker gets the repository URL and the commit, fetches it into its own cache, and the
+warehouse path through the deployment's job variables. Tests in this module run in file order and
 share one warehouse copy: each waits for its runs before the next touches DuckDB.
 """
 
@@ -25,6 +26,8 @@ import git
 import pytest
 from support.example import ExampleBuild, copy_example
 from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker, free_port
+from support.rescue_repo import git as run_git
+from support.rescue_repo import publish
 
 from rescue_runner import execution
 from rescue_runner.adapters import prefect_api, prefect_artifacts
@@ -100,7 +103,9 @@ def _wait(server: PrefectServer, run_id: str) -> prefect_api.FlowRunInfo:
 
 @pytest.fixture(scope="module")
 def lake(example_build: ExampleBuild, tmp_path_factory: pytest.TempPathFactory) -> ExampleBuild:
-    return copy_example(example_build, tmp_path_factory.mktemp("prefect-lake") / "example")
+    lake = copy_example(example_build, tmp_path_factory.mktemp("prefect-lake") / "example")
+    publish(lake.project_dir.parent)
+    return lake
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +183,9 @@ def test_deploy_twice_is_idempotent(deployed: tuple[execution.DeployReport, exec
     ours = [d for d in deps if d.name == "dbt_rerun"]
     assert len(ours) == 1
     assert ours[0].work_queue_name == "dbt" and ours[0].entrypoint == prefect_api.FLOW_ENTRYPOINT
-    assert ours[0].parameters["dbt_project_path"] == str(config.dbt.project_dir.resolve())
+    # Paths inside the repository, never this machine's: workers build a checkout of a commit.
+    assert ours[0].parameters["dbt_project_path"] == "lakehouse"
+    assert ours[0].parameters["profiles_dir"] == "lakehouse"
     assert ours[0].parameters["target"] == "dev"
 
 
@@ -190,7 +197,7 @@ def test_cli_deploy_is_the_same_idempotent_deploy(
     from rescue_runner.cli import main
 
     root = lake.project_dir.parent
-    cfg = tmp_path / "rescue.yaml"
+    cfg = root / "rescue.yaml"  # untracked: only the commit's files are ever built
     cfg.write_text(json.dumps({
         "version": 1,
         "dbt": {"project_dir": str(lake.project_dir), "profiles_dir": str(lake.profiles_dir),
@@ -234,6 +241,9 @@ def test_two_batches_run_on_worker_and_batch_2_fails_on_its_test(
                   "path:models/marts/mart_revenue.sql,package:lakehouse"}
     assert run1.parameters["full_refresh"] is False
     assert run1.parameters["run_results_storage_path"] == str(config.prefect.run_results_storage_path)
+    head = run_git(config.root, "rev-parse", "HEAD").strip()
+    assert run1.parameters["dbt_repo_commit"] == s1.commit == head
+    assert run1.parameters["dbt_repo_url"] == config.root.with_name("example.origin.git").as_uri()
 
     # Rebuilt: the new raw order is in int_orders and its day in the incremental mart.
     assert _sql(lake, "select count(*) from int_orders")[0][0] == before + 1
@@ -245,6 +255,8 @@ def test_two_batches_run_on_worker_and_batch_2_fails_on_its_test(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "success" and summary["catalog"] == "ok"
     assert summary["flow_run_id"] == s1.flow_run_id and summary["failed"] == []
+    assert summary["project"] == {"repo_url": run1.parameters["dbt_repo_url"], "commit": head,
+                                  "path": "lakehouse"}
     results = json.loads((out / "run_results.json").read_text())["results"]
     built = {r["unique_id"] for r in results if r["unique_id"].startswith("model.")}
     assert built == set(BATCH_1.models)
@@ -345,8 +357,9 @@ def test_parameters_unknown_to_the_deployment_are_refused(
             flow_id=flow_id, name="dbt_rerun_old", work_pool_name="rescue", work_queue_name="dbt",
             entrypoint=prefect_api.FLOW_ENTRYPOINT, parameter_openapi_schema={
                 "type": "object", "properties": {"dbt_selects": {"type": "object"}}})
-    with pytest.raises(RescueError, match=r"has no parameter\(s\) \['event_time_end', 'event_time_start', "
-                                          r"'full_refresh'\]"):
+    with pytest.raises(RescueError, match=r"has no parameter\(s\) \['dbt_repo_commit', "
+                                          r"'dbt_repo_token_secret', 'dbt_repo_url', 'event_time_end', "
+                                          r"'event_time_start', 'full_refresh'\]"):
         execution.submit_batch(_with_prefect(config, deployment="dbt_rerun_old"), "req-old", "sha256:o",
                                SMALL_BATCH, 1, graph, api_url=url)
 
@@ -480,11 +493,13 @@ def test_embedded_mode_runs_the_batch_in_process(
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.setenv("LAKEHOUSE_DB", str(example_copy.db_path))
     cfg = _config(example_copy)
+    publish(cfg.root)
     execution.warm_up(cfg)  # as `rescue apply` does before planning
     _insert_new_order(example_copy)
 
     run = execution.submit_batch(cfg, "req-embedded", "sha256:e", BATCH_1, 1, graph)
     assert run.mode == "embedded" and run.state == "COMPLETED", run.message
+    assert run.commit == run_git(cfg.root, "rev-parse", "HEAD").strip()
     assert run.name == "req-embedded-batch-1" and run.url is None
     assert (tmp_path / "prefect-home" / "prefect.db").is_file()
     assert _sql(example_copy, f"select count(*) from int_orders where order_id = {NEW_ORDER_ID}") == [(1,)]
@@ -492,8 +507,12 @@ def test_embedded_mode_runs_the_batch_in_process(
     assert {p.name for p in out.iterdir()} == {"run_results.json", "catalog.json", "summary.json"}
     assert execution.contention(cfg, heavy=True).go
 
-    # The planner's parsed manifest is reused: the flow does not parse again.
-    planned = DbtProject.from_project(cfg.dbt.project_dir, cfg.dbt.profiles_dir, cfg.dbt.target)
+    # A manifest the planner parsed from the commit's tree is reused: the flow does not parse again
+    # (one parsed from the working tree never is: it may hold uncommitted changes).
+    from rescue_runner.adapters.git_checkout import tree_at
+
+    _, tree = tree_at(cfg.root, "HEAD", cfg.root / ".rescue" / "checkouts")
+    planned = DbtProject.from_project(tree / "lakehouse", tree / "lakehouse", cfg.dbt.target)
     ctx = RunContext(request_id="req-embedded", batch=1, batches=(SMALL_BATCH,),
                      ticket="DATA-7")
     again = execution.submit_batch(cfg, "req-embedded", "sha256:e", SMALL_BATCH, 1, planned.graph(),
@@ -510,7 +529,8 @@ def test_embedded_mode_runs_the_batch_in_process(
 
 def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """dbt_repo_url/dbt_repo_branch: a bare remote in a temp dir, the project in a subfolder."""
+    """dbt_repo_url/dbt_repo_commit: a bare remote in a temp dir, the project in a subfolder; the
+    commit is fetched by SHA into the worker's cache."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_HOME,
@@ -530,16 +550,23 @@ def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: 
     remote = tmp_path / "remote.git"
     git.Repo.clone_from(str(work), str(remote), bare=True)
     monkeypatch.setenv("LAKEHOUSE_DB", str(example_copy.db_path))
+    monkeypatch.setenv("RESCUE_CACHE_DIR", str(tmp_path / "worker-cache"))
     _insert_new_order(example_copy)
+    sha = repo.head.commit.hexsha
 
     embedded = {PREFECT_HOME: str(tmp_path / "ph"), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
     with temporary_settings(updates=embedded, restore_defaults={PREFECT_API_URL}):
         state = transform_and_catalog(
             dbt_selects={"run": "int_orders"}, run_results_storage_path=str(tmp_path / "runs"),
-            dbt_repo_url=str(remote), dbt_repo_branch="rescue-test", dbt_project_path="lakehouse",
-            profiles_dir=str(example_copy.profiles_dir), target="dev", return_state=True)
+            dbt_repo_url=remote.as_uri(), dbt_repo_commit=sha, dbt_project_path="lakehouse",
+            profiles_dir="lakehouse", target="dev", return_state=True)
+        no_commit = transform_and_catalog(
+            dbt_selects={"run": "int_orders"}, run_results_storage_path=str(tmp_path / "runs"),
+            dbt_repo_url=remote.as_uri(), dbt_project_path="lakehouse", return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["project"]["commit"] == repo.head.commit.hexsha
-    assert summary["project"]["branch"] == "rescue-test"
+    assert summary["project"] == {"repo_url": remote.as_uri(), "commit": sha, "path": "lakehouse"}
+    tree = tmp_path / "worker-cache" / "checkouts" / "trees" / sha
+    assert (tree / "lakehouse" / "dbt_project.yml").is_file()
+    assert no_commit.is_failed() and "needs dbt_repo_commit" in str(no_commit.message)
     assert _sql(example_copy, f"select count(*) from int_orders where order_id = {NEW_ORDER_ID}") == [(1,)]

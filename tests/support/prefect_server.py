@@ -5,7 +5,8 @@
   :class:`PrefectServer` (``api_url``, ``env`` for clients); stopped by PID at session end
   (SIGTERM, then SIGKILL after a timeout).
 * ``prefect_worker``: ``prefect worker start --pool <rescue pool> --work-queue dbt --type process``
-  with ``PREFECT_WORKER_QUERY_SECONDS=1``; its flow runs inherit its environment.
+  with ``PREFECT_WORKER_QUERY_SECONDS=1``; its flow runs inherit its environment, and fetch the
+  commits they build into the worker's own cache (``RESCUE_CACHE_DIR``), shared with no one.
 
 One server per test session: starting one costs about 10 s and 240 MB.
 """
@@ -158,7 +159,8 @@ def prefect_worker(prefect_server: PrefectServer,
     log_path = root / "worker.log"
     name = f"rescue-test-worker-{os.getpid()}"
     env = dict(prefect_server.env)
-    env.update({"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"})
+    env.update({"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                "RESCUE_CACHE_DIR": str(root / "cache")})  # the worker's own checkout cache
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [*prefect_executable(), "worker", "start", "--pool", WORKER_POOL, "--work-queue", WORKER_QUEUE,

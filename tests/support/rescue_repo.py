@@ -132,6 +132,20 @@ def make_repo(dest: Path, project_source: Path, config: Mapping[str, Any],
     return repo
 
 
+def publish(root: Path, origin: Path | None = None) -> Path:
+    """Make ``root`` a git repository with everything committed and pushed to a new bare ``origin``
+    (default: ``<root>.origin.git`` beside it); the warehouse, dbt output and runs stay untracked."""
+    origin = origin or root.with_name(root.name + ".origin.git")
+    git(root.parent, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(root, "init", "-q", "-b", "main")
+    (root / ".gitignore").write_text(".rescue/\n*.duckdb\n*.duckdb.wal\ntarget/\nlogs/\nruns/\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "dbt project")
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "origin", "main")
+    return origin
+
+
 def config(*, storage: Path, deployment: str = "rescue_e2e", policy: Mapping[str, Any] | None = None,
            **prefect: Any) -> dict[str, Any]:
     """A rescue.yaml for the test repositories (the project at ``lakehouse/``)."""

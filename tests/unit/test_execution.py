@@ -89,15 +89,48 @@ def test_batch_parameters() -> None:
 
 
 def test_deployment_parameters_and_embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     cfg = config_from_data(tmp_path, {"dbt": {"project_dir": "proj", "target": "prod"}})
     params = execution.deployment_parameters(cfg)
-    assert params == {"dbt_project_path": str((tmp_path / "proj").resolve()),
-                      "profiles_dir": str((tmp_path / "proj").resolve()), "target": "prod",
+    # Paths inside the repository: every checkout of the commit has them; no path of this machine.
+    assert params == {"dbt_project_path": "proj", "profiles_dir": "proj", "target": "prod",
                       "run_results_storage_path": str((tmp_path / ".rescue" / "runs").resolve())}
+    outside = config_from_data(tmp_path, {"dbt": {"project_dir": ".", "profiles_dir": str(tmp_path.parent)}})
+    assert execution.deployment_parameters(outside)["profiles_dir"] is None  # the worker's own
+    with pytest.raises(RescueError, match="outside the git repository"):
+        execution.deployment_parameters(config_from_data(tmp_path, {"dbt": {"project_dir": "../x"}}))
+    with pytest.raises(RescueError, match="not inside a git repository"):
+        execution.deployment_parameters(config_from_data(tmp_path.parent, {}))
     monkeypatch.delenv("PREFECT_HOME", raising=False)
     assert execution.embedded_prefect_home(cfg) == tmp_path / ".rescue" / "prefect"
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "elsewhere"))
     assert execution.embedded_prefect_home(cfg) == tmp_path / "elsewhere"
+
+
+def test_repository_url_never_carries_credentials(tmp_path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin",
+                    "https://ci:s3cr3t-pw@git.example.com/data/dbt.git"], check=True)
+    assert execution.repository_url(config_from_data(tmp_path, {})) == "https://git.example.com/data/dbt.git"
+    given = config_from_data(tmp_path, {"repository": {"url": "git@git.example.com:data/dbt.git"}})
+    assert execution.repository_url(given) == "git@git.example.com:data/dbt.git"
+    local = config_from_data(tmp_path, {"repository": {"url": "../origin.git"}})
+    assert execution.repository_url(local) == (tmp_path.parent / "origin.git").resolve().as_uri()
+
+
+def test_batch_parameters_carry_the_commit() -> None:
+    batch = PlannedBatch(1, ("model.lh.int_orders",), False, 1.0)
+    sha = "a" * 40
+    params = execution.batch_parameters(batch, ["path:models/a.sql,package:lh"], commit=sha,
+                                        repo_url="file:///srv/origin.git", token_secret="repo-token")
+    assert params["dbt_repo_commit"] == sha and params["dbt_repo_url"] == "file:///srv/origin.git"
+    assert params["dbt_repo_token_secret"] == "repo-token"
+    embedded = execution.batch_parameters(batch, ["path:models/a.sql,package:lh"], commit=sha)
+    assert "dbt_repo_url" not in embedded
 
 
 def test_embedded_mode_has_no_queue_to_wait_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,8 +61,8 @@ class GitApprovedSource:
         for rid, path, content, order, commit in self._files:
             request, content_hash = _decode(content, path)
             out.append(Approved(request_id=rid, path=path, content=content, content_hash=content_hash,
-                                merge_order=order, commit=commit, request=request,
-                                expired=expiry(request, cfg, now)))
+                                merge_order=order, commit=commit, approved_sha=self._sha or "",
+                                request=request, expired=expiry(request, cfg, now)))
         return out
 
     # -- loading (cached per branch tip) --

@@ -48,13 +48,28 @@ def tree_at(repo_dir: Path, ref: str, cache_root: Path) -> tuple[str, Path]:
 
     Only committed content: uncommitted or untracked files of ``repo_dir`` never appear.
     """
+    sha = commit_of(repo_dir, ref)
+    return sha, _tree(repo_dir, sha, cache_root, git_dir=None)
+
+
+def commit_of(repo_dir: Path, ref: str) -> str:
+    """The full SHA of the commit ``ref`` names in the repository at ``repo_dir``."""
     if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
         raise CheckoutError(f"'{ref}' is not a git ref")
     sha = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
                git_dir=None, cwd=repo_dir, what=f"resolve {ref} in {repo_dir}").strip()
     if not _SHA.fullmatch(sha):
         raise CheckoutError(f"git ref '{ref}' does not name a commit in {repo_dir}")
-    return sha, _tree(repo_dir, sha, cache_root, git_dir=None)
+    return sha
+
+
+def remote_url(repo_dir: Path, remote: str) -> str | None:
+    """The fetch URL of ``remote`` in the repository at ``repo_dir`` (None if there is none)."""
+    try:
+        return _git(["remote", "get-url", "--", remote], git_dir=None, cwd=repo_dir,
+                    what=f"read the URL of remote {remote}").strip() or None
+    except CheckoutError:
+        return None
 
 
 def fetch_commit(url: str, sha: str, cache_root: Path, *, token: str | None = None) -> Path:

@@ -1,8 +1,8 @@
 """The ``transform_and_catalog`` flow: ``dbt build`` of one batch, then its catalog.
 
 Runs on a Prefect worker (deployment ``dbt_rerun``) or in-process (embedded
-mode). Steps: get the project (clone ``dbt_repo_url`` or use
-``dbt_project_path``), parse it once, ``dbt build`` the batch with that parsed
+mode). Steps: get the project (the exact commit ``dbt_repo_commit`` of ``dbt_repo_url``,
+or ``dbt_project_path``; see ``flows/checkout.py``), parse it once, ``dbt build`` the batch with that parsed
 manifest, then ``dbt docs generate`` limited to the batch with the same
 manifest, and store ``run_results.json``, ``catalog.json`` and
 ``summary.json`` under ``<run_results_storage_path>/<flow run id>/``.
@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -33,14 +33,15 @@ from prefect import flow, get_run_logger
 from rescue_runner.adapters.dbt_cache import cached_parse, tree_revision
 from rescue_runner.dbt_args import (
     DBT_ENV_OVERRIDES,
-    UnsafeDbtArgument,
     dbt_build_args,
     dbt_docs_args,
     dbt_parse_args,
     parse_dbt_selects,
     parse_event_time,
 )
+from rescue_runner.flows import checkout
 from rescue_runner.flows.artifacts import publish_result, rebuilt_nodes
+from rescue_runner.redact import redact
 from rescue_runner.storage import RunArtifacts, credentials_from_env
 
 FLOW_NAME = "transform_and_catalog"
@@ -64,7 +65,8 @@ def transform_and_catalog(
     run_results_storage_path: str,
     dbt_project_path: str | None = None,
     dbt_repo_url: str | None = None,
-    dbt_repo_branch: str | None = None,
+    dbt_repo_commit: str | None = None,
+    dbt_repo_token_secret: str | None = None,
     full_refresh: bool = False,
     event_time_start: str | None = None,
     event_time_end: str | None = None,
@@ -75,26 +77,27 @@ def transform_and_catalog(
     """Build one batch with ``dbt build`` and refresh its catalog; return the summary.
 
     ``dbt_selects``: ``{"run"|"build"|"select": "<selectors>", "exclude": "<selectors>"}``.
-    With ``dbt_repo_url`` the project is cloned (``dbt_repo_branch``) into a temp
-    dir and ``dbt_project_path`` is a folder inside the clone; otherwise
-    ``dbt_project_path`` is the local project. ``profiles_dir`` and ``target``
-    are set by the deployment from rescue.yaml, never by a request.
+    With ``dbt_repo_url`` the commit ``dbt_repo_commit`` (a full SHA) is fetched into
+    the worker's cache and ``dbt_project_path`` (and a relative ``profiles_dir``) are
+    folders inside it; otherwise ``dbt_project_path`` is a local tree of that commit.
+    ``profiles_dir`` and ``target`` come from rescue.yaml, never from a request.
     """
     log = get_run_logger()
     run_id = _flow_run_id()
     # A local folder or a storage URL (s3://...): written locally, then published there.
     artifacts = RunArtifacts(run_results_storage_path, run_id, credentials_from_env())
     out_dir = artifacts.local_dir
+    repo = (dbt_repo_url, dbt_repo_commit, dbt_repo_token_secret)
     summary: dict[str, Any] = {"flow_run_id": run_id, "status": "running", "started_at": _now(),
                                "target": target, "full_refresh": full_refresh, "seconds": {}}
     try:
         try:
-            result = _run(log, summary, out_dir, dbt_selects, dbt_project_path, dbt_repo_url,
-                          dbt_repo_branch, full_refresh, event_time_start, event_time_end, profiles_dir,
-                          target, fast_test_edges)
+            result = _run(log, summary, out_dir, dbt_selects, dbt_project_path, repo, full_refresh,
+                          event_time_start, event_time_end, profiles_dir, target, fast_test_edges)
         except Exception as exc:
             if summary["status"] == "running":  # failed before dbt reported: still leave a summary
-                summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", ended_at=_now())
+                summary.update(status="failed", error=redact(f"{type(exc).__name__}: {exc}"),
+                               ended_at=_now())
                 _write_json(out_dir / "summary.json", summary)
             with contextlib.suppress(Exception):  # the run's own failure is what it reports
                 artifacts.publish()
@@ -107,7 +110,7 @@ def transform_and_catalog(
 
 
 def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str, str],
-         dbt_project_path: str | None, dbt_repo_url: str | None, dbt_repo_branch: str | None,
+         dbt_project_path: str | None, repo: tuple[str | None, str | None, str | None],
          full_refresh: bool, event_time_start: str | None, event_time_end: str | None,
          profiles_dir: str | None, target: str | None, fast_test_edges: bool) -> dict[str, Any]:
     select, exclude = parse_dbt_selects(dbt_selects)
@@ -118,9 +121,11 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
         "event_time_start": start.isoformat() if start else None,
         "event_time_end": end.isoformat() if end else None,
     })
+    profiles_dir = profiles_dir or os.environ.get("DBT_PROFILES_DIR")  # the worker's own, if any
     with tempfile.TemporaryDirectory(prefix="rescue-dbt-") as tmp, _without_dbt_env(log), \
             _releasing_connections(log), fast_cycle_check():
-        project_dir = _project(dbt_repo_url, dbt_repo_branch, dbt_project_path, Path(tmp), summary)
+        project_dir, profiles_dir = checkout.project_dirs(*repo, dbt_project_path, profiles_dir, summary)
+        checkout.check_profile_paths(project_dir, profiles_dir, target)
         work = Path(tmp) / "target"
         common: dict[str, Any] = dict(project_dir=str(project_dir), profiles_dir=profiles_dir,
                                       target=target, log_path=str(out_dir))  # dbt.log beside the summary
@@ -247,30 +252,6 @@ def _without_dbt_env(log: Any) -> Iterator[None]:
         yield
     finally:
         os.environ.update(saved)
-
-
-def _project(url: str | None, branch: str | None, path: str | None, tmp: Path,
-             summary: dict[str, Any]) -> Path:
-    if not url:
-        if not path:
-            raise UnsafeDbtArgument("give dbt_project_path or dbt_repo_url")
-        summary["project"] = {"path": path}
-        return Path(path)
-    if url.startswith("-") or (branch or "").startswith("-"):
-        raise UnsafeDbtArgument("dbt_repo_url/dbt_repo_branch must not start with '-'")
-    sub = PurePosixPath(path or ".")
-    if sub.is_absolute() or ".." in sub.parts:
-        raise UnsafeDbtArgument("with dbt_repo_url, dbt_project_path is a folder inside the repository")
-    import git
-
-    clone = tmp / "repo"
-    kwargs: dict[str, Any] = {"depth": 1}
-    if branch:
-        kwargs["branch"] = branch
-    repo = git.Repo.clone_from(url, clone, **kwargs)
-    summary["project"] = {"repo_url": url, "branch": branch, "commit": repo.head.commit.hexsha,
-                          "path": str(sub)}
-    return clone / sub
 
 
 def manifest_key(project_dir: str | Path, profiles_dir: str | None, target: str | None

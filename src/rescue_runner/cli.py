@@ -17,6 +17,7 @@ import click
 
 from .cli_options import format_option, instant
 from .errors import RescueError
+from .redact import redact, register_url
 from .reporting.plan import PLAN_RENDERERS
 from .reporting.validation import RENDERERS
 
@@ -559,7 +560,7 @@ def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str, check: bool) -> N
     job_env = _job_env(env)
     report = execution.deploy(cfg, job_variables={"env": job_env} if job_env else None)
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(redact(json.dumps(report.to_dict(), indent=2)))
         return
     for note in report.notes:
         click.echo(note)
@@ -567,12 +568,20 @@ def deploy(ctx: click.Context, env: tuple[str, ...], fmt: str, check: bool) -> N
                f"{report.work_pool}/{report.work_queue}, {report.queue_concurrency} slot(s)")
 
 
+def _register_url_secrets() -> None:
+    """Credentials in configured URLs are masked in everything this process prints or stores."""
+    import os
+
+    for name in ("PREFECT_API_URL", "RESCUE_WEBHOOK_URL"):
+        register_url(os.environ.get(name))
+
+
 def _crash_log(exc: BaseException) -> Path:
     log_dir = Path(".rescue") / "logs"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / f"crash-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.log"
-        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        path.write_text(redact("".join(traceback.format_exception(exc))), encoding="utf-8")
         return path
     except OSError:
         return Path("(could not write a crash log)")
@@ -582,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: the one boundary that turns exceptions into exit codes."""
     from . import quiet
 
+    _register_url_secrets()
     try:
         # Without standalone mode click returns ctx.exit()'s code instead of raising.
         rv = cli.main(args=argv, prog_name="rescue", standalone_mode=False)
@@ -595,14 +605,14 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", file=quiet.terminal(err=True))
         return 2
     except RescueError as e:
-        click.echo(f"error: {e}", file=quiet.terminal(err=True))
+        click.echo(redact(f"error: {e}"), file=quiet.terminal(err=True))
         return e.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", file=quiet.terminal(err=True))
         return 130
     except Exception as e:  # the last resort: one line, details on disk
         where = _crash_log(e)
-        click.echo(f"internal error: {type(e).__name__}: {e} (details in {where})",
+        click.echo(redact(f"internal error: {type(e).__name__}: {e} (details in {where})"),
                    file=quiet.terminal(err=True))
         return 2
 

@@ -17,6 +17,7 @@ import click
 
 from .cli_options import format_option, instant
 from .errors import RescueError
+from .redact import redact
 from .reporting.runs import LOG_RENDERERS, STATUS_RENDERERS
 
 NOW_ENV = "RESCUE_NOW"
@@ -127,7 +128,7 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
 def _say(line: str) -> None:
     from . import quiet
 
-    click.echo(line, file=quiet.terminal())
+    click.echo(redact(line), file=quiet.terminal())
 
 
 def _quiet_embedded(verbose: bool) -> Path | None:
@@ -161,7 +162,7 @@ def status(ctx: click.Context, request_id: str | None, fmt: str, now: datetime |
     from . import operate
 
     report = operate.status(_config(ctx), Path.cwd(), request_id, now=now)
-    click.echo(STATUS_RENDERERS[fmt](report), nl=False)
+    click.echo(redact(STATUS_RENDERERS[fmt](report)), nl=False)
 
 
 @click.command()
@@ -178,7 +179,7 @@ def log(ctx: click.Context, request_id: str | None, fmt: str) -> None:
     """
     from . import operate
 
-    click.echo(LOG_RENDERERS[fmt](operate.log(_config(ctx), Path.cwd(), request_id)), nl=False)
+    click.echo(redact(LOG_RENDERERS[fmt](operate.log(_config(ctx), Path.cwd(), request_id))), nl=False)
 
 
 @click.command()

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .config import NOTIFY_EVENTS, NotificationSettings
+from .redact import redact, register_url
 
 __all__ = ["EVENT_KINDS", "NotifyEvent", "build_payload", "for_audit_event", "notify", "waiting_too_long"]
 
@@ -152,10 +153,12 @@ def notify(settings: NotificationSettings | None, event: NotifyEvent, *,
         if not url.startswith(("https://", "http://")):
             log.warning("notification not sent: $%s is not an http(s) URL", settings.webhook_url_env)
             return False
-        body = json.dumps(build_payload(event)).encode("utf-8")
+        register_url(url)  # its credentials are masked wherever a text might quote them
+        # No credential in any alert: every text of the payload is redacted.
+        body = redact(json.dumps(build_payload(event))).encode("utf-8")
         return _post(url, body, settings, sleep, what=f"{event.kind} of {event.request_id}")
     except Exception as exc:  # a notification must never fail the caller
-        log.warning("notification not sent: %s: %s", type(exc).__name__, exc)
+        log.warning("notification not sent: %s: %s", type(exc).__name__, redact(str(exc)))
         return False
 
 
@@ -169,8 +172,9 @@ def _post(url: str, body: bytes, s: NotificationSettings,
             break
         retry_after: float | None = None
         try:
-            req = urllib.request.Request(url, data=body, method="POST", headers={
-                "Content-Type": "application/json; charset=utf-8", "User-Agent": "rescue-runner"})
+            req = urllib.request.Request(_plain(url), data=body, method="POST", headers={
+                "Content-Type": "application/json; charset=utf-8", "User-Agent": "rescue-runner",
+                **_basic_auth(url)})
             with urllib.request.urlopen(req, timeout=min(s.timeout_seconds, remaining)) as resp:
                 resp.read(4096)
                 return True
@@ -181,7 +185,7 @@ def _post(url: str, body: bytes, s: NotificationSettings,
             retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            problem = f"{type(reason).__name__}: {reason}"
+            problem = redact(f"{type(reason).__name__}: {reason}")
         if attempt < s.retries:
             pause = retry_after if retry_after is not None else _BACKOFF_SECONDS[min(attempt, 4)]
             pause = min(pause, deadline - time.monotonic() - 0.05)
@@ -190,6 +194,25 @@ def _post(url: str, body: bytes, s: NotificationSettings,
     # The URL is a secret: name the variable, never the value.
     log.warning("notification %s not delivered to $%s: %s", what, s.webhook_url_env, problem or "timed out")
     return False
+
+
+def _plain(url: str) -> str:
+    """The URL without ``user:password@`` (urllib cannot send it; ``_basic_auth`` does)."""
+    scheme, _, rest = url.partition("://")
+    host_end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    return f"{scheme}://{rest[:host_end].rpartition('@')[2]}{rest[host_end:]}"
+
+
+def _basic_auth(url: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import unquote
+
+    rest = url.partition("://")[2]
+    host_end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    userinfo = rest[:host_end].rpartition("@")[0]
+    if not userinfo:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(unquote(userinfo).encode()).decode()}
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -62,3 +62,47 @@ def test_register_url_registers_its_credentials() -> None:
 def test_short_values_are_not_registered() -> None:
     register_secret("ab")
     assert redact("a tab") == "a tab"
+
+
+def test_error_texts_are_redacted_where_they_are_made() -> None:
+    from rescue_runner.errors import RescueError
+
+    err = RescueError("fetch from https://bot:tok-123456@git.example.com/r.git failed",
+                      hint="check http://u:pw-98765@h/x")
+    assert "tok-123456" not in str(err) and "pw-98765" not in str(err)
+    assert "https://git.example.com/r.git" in str(err)
+
+
+def test_alerts_carry_no_credential_and_authenticate_by_header() -> None:
+    import threading
+    from datetime import UTC, datetime
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from rescue_runner.config import NotificationSettings
+    from rescue_runner.notify import NotifyEvent, notify
+
+    got: list[tuple[str, str, bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            got.append((self.path, self.headers.get("Authorization", ""), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://hook:hookpass1@127.0.0.1:{server.server_port}/alerts"
+        event = NotifyEvent(kind="failed", request_id="r1", state="failed", at=datetime.now(UTC),
+                            reason="clone of https://ci:repopass2@git.example.com/x.git failed; hookpass1")
+        assert notify(NotificationSettings(), event, env={"RESCUE_WEBHOOK_URL": url})
+    finally:
+        server.shutdown()
+    (path, auth, body) = got[0]
+    assert path == "/alerts" and auth.startswith("Basic ")
+    assert b"repopass2" not in body and b"hookpass1" not in body
+    assert b"git.example.com/x.git" in body

@@ -1,8 +1,9 @@
 """The ``transform_and_catalog`` flow: ``dbt build`` of one batch, then its catalog.
 
 Runs on a Prefect worker (deployment ``dbt_rerun``) or in-process (embedded
-mode). Steps: get the project (the exact commit ``dbt_repo_commit`` of ``dbt_repo_url``,
-or ``dbt_project_path``; see ``flows/checkout.py``), parse it once, ``dbt build`` the batch with that parsed
+mode). Steps: get the project (the exact commit ``dbt_repo_commit`` of
+``dbt_repo_url``, or a local tree of it in ``dbt_project_path``; see
+``flows/checkout.py``), parse it once, ``dbt build`` the batch with that parsed
 manifest, then ``dbt docs generate`` limited to the batch with the same
 manifest, and store ``run_results.json``, ``catalog.json`` and
 ``summary.json`` under ``<run_results_storage_path>/<flow run id>/``.
@@ -315,5 +316,5 @@ def _store_run_results(res: Any, produced: Path, dest: Path) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(redact(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -78,7 +78,10 @@ _EMBEDDED = textwrap.dedent("""
         # What `rescue apply` does before its first batch: warm up Prefect, parse for planning.
         execution.warm_up(config)
         from rescue_runner.adapters.dbt import DbtProject
-        project = DbtProject.from_project(config.dbt.project_dir, config.dbt.profiles_dir, config.dbt.target)
+        from rescue_runner.adapters.git_checkout import tree_at
+        # Batches build the approved commit's tree; a manifest parsed there is reused by the flow.
+        _, tree = tree_at(config.root, "HEAD", config.root / ".rescue" / "checkouts")
+        project = DbtProject.from_project(tree / "lakehouse", tree / "lakehouse", config.dbt.target)
         manifest = project.manifest
         graph = project.graph()
     else:
@@ -104,6 +107,12 @@ def bench_example(repeat: int) -> None:
         t0 = time.perf_counter()
         ex = build_example(Path(tmp) / "ex")
         print(f"example built (seed + build) in {time.perf_counter() - t0:.1f} s")
+        # Batches build a commit: make the example a repository with everything committed.
+        root = ex.project_dir.parent
+        (root / ".gitignore").write_text("*.duckdb\n*.duckdb.wal\ntarget/\nlogs/\n.rescue/\n")
+        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=b@b",
+                                                     "commit", "-qm", "example"]):
+            subprocess.run(["git", *args], cwd=root, check=True)
         env = clean_env({"LAKEHOUSE_DB": str(ex.db_path), "PREFECT_HOME": str(Path(tmp) / "prefect-home")})
         names = [m.rsplit(".", 1)[1] for m in BATCH]
         plain_cmd = [*dbt_cmd(), "build", "--select", *names, "--project-dir", str(ex.project_dir),

@@ -12,6 +12,7 @@ import json
 import pytest
 from support.example import ExampleBuild, copy_example
 from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
+from support.rescue_repo import publish
 
 from rescue_runner import execution
 from rescue_runner.adapters import prefect_api, prefect_artifacts
@@ -34,6 +35,7 @@ def test_batch_run_carries_tags_context_and_result_artifacts(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     lake = copy_example(example_build, tmp_path_factory.mktemp("artifact-lake") / "example")
     root = lake.project_dir.parent
+    publish(root)  # workers build a pushed commit
     config = config_from_data(root, {
         "dbt": {"project_dir": str(lake.project_dir), "profiles_dir": str(lake.profiles_dir),
                 "target": "dev"},

@@ -109,6 +109,7 @@ def test_only_the_approved_commit_reaches_the_warehouse(
 
 # ---- secrets -------------------------------------------------------------------------------
 
+SECRET_RID = "2026-12-07-orders-secrets"
 SECRETS = ("api-s3cret-1", "repo-s3cret-2", "hook-s3cret-3", "hook-s3cret-4")
 
 
@@ -151,13 +152,14 @@ def test_credentials_in_urls_never_persist(
     repo = make_repo(tmp_path / "git", lake.project_dir, data,
                      env={**prefect_server.env, "PREFECT_API_URL": api, "RESCUE_WEBHOOK_URL": hook_url})
     deploy(repo, prefect_server, lake)
-    repo.merge_request(RID, REQUEST)
+    repo.merge_request(SECRET_RID, REQUEST)
 
     outputs = [repo.rescue("apply", "--wait", "--poll", "1", "--timeout", "300")]
-    outputs += [repo.rescue("status"), repo.rescue("log", RID), repo.rescue("deploy", "--format", "json")]
-    assert f"{RID}: failed" in outputs[0].stdout, outputs[0].stdout + outputs[0].stderr[-3000:]
+    outputs += [repo.rescue("status"), repo.rescue("log", SECRET_RID),
+                repo.rescue("deploy", "--format", "json")]
+    assert f"{SECRET_RID}: failed" in outputs[0].stdout, outputs[0].stdout + outputs[0].stderr[-3000:]
     assert alerts, "the failure alert was not sent"
-    (run,) = prefect_api.read_flow_runs_by_tag(prefect_server.api_url, execution.run_tag(RID))
+    (run,) = prefect_api.read_flow_runs_by_tag(prefect_server.api_url, execution.run_tag(SECRET_RID))
     assert "127.0.0.1:9/data/dbt.git" in (run.state_message or "")  # the failed fetch, redacted
 
     audit_branch = git(repo.origin, "log", "-p", "refs/heads/rescue-audit", "--not", "refs/heads/main")
@@ -168,6 +170,6 @@ def test_credentials_in_urls_never_persist(
     for path in [*(tmp_path / "runs").rglob("*"), *(repo.runner / ".rescue").rglob("*")]:
         if path.is_file():
             texts[str(path.relative_to(tmp_path))] = path.read_text(errors="replace")
-    assert any(RID in t for t in texts.values())
+    assert any(SECRET_RID in t for t in texts.values())
     leaks = {where: s for where, text in texts.items() for s in SECRETS if s in text}
     assert leaks == {}

@@ -118,7 +118,8 @@ class _Hook(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
-        type(self).bodies.append(self.path + "\n" + self.rfile.read(n).decode(errors="replace"))
+        # The body only: the request line is the webhook URL itself, which the receiver knows.
+        type(self).bodies.append(self.rfile.read(n).decode(errors="replace"))
         self.send_response(200)
         self.end_headers()
 

@@ -267,6 +267,9 @@ def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings,
     duration = batch_duration(ask.estimated_seconds, settings)
     scopes = _scopes(s, ask, settings, now)
     queue_scope = scopes[0]
+    # The slots the batch takes where slots are scarcest (a heavy batch's weight is capped at what a
+    # scope can offer, so the requirement never exceeds the queue or the pool).
+    needed = min(sc.weight for sc in scopes)
     t = _Times(ask.timezone, now)
 
     details = [f"batch: {_min(est)} min estimated + {_min(duration - est)} min margin, "
@@ -292,7 +295,7 @@ def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings,
         blockers.append(f"work queue {s.work_queue} is paused")
     if blockers:
         return Decision(False, ("wait: " + "; ".join(blockers), *details), binding=blockers[0],
-                        needed_slots=queue_scope.weight, duration=duration)
+                        needed_slots=needed, duration=duration)
 
     end = now + duration
     over = [(sc, o) for sc in scopes if (o := sc.overflow(now, end)) is not None]
@@ -305,7 +308,7 @@ def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings,
                 f"until {t.fmt(end)} (batch {_min(duration)} min incl. margin)")
         if ask.window_end is not None:
             head += f"; window closes {t.fmt(ask.window_end)}"
-        return Decision(True, (head, *details), free_slots=free, needed_slots=queue_scope.weight,
+        return Decision(True, (head, *details), free_slots=free, needed_slots=needed,
                         next_fit=now, duration=duration)
 
     if over:
@@ -321,7 +324,7 @@ def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings,
         at, freed_by = fit
         after = f", after {freed_by.label} ends" if freed_by is not None else ""
         head = f"wait: {binding}; next fit {t.fmt(at)}{after}"
-        return Decision(False, (head, *details), free_slots=free, needed_slots=queue_scope.weight,
+        return Decision(False, (head, *details), free_slots=free, needed_slots=needed,
                         binding=binding, next_fit=at, duration=duration)
     # Nowhere before the window closes (or within what is known of the schedule).
     assert ask.window_end is not None
@@ -334,7 +337,7 @@ def decide(snapshot: ContentionSnapshot, ask: Ask, *, settings: PrefectSettings,
     if split is not None:
         cannot += f"; split it into {split} batches of at most {_min(est / split)} min (batches.max_minutes)"
     return Decision(False, (f"wait: {binding}; {cannot}", *details), free_slots=free,
-                    needed_slots=queue_scope.weight, binding=binding, duration=duration, split=split)
+                    needed_slots=needed, binding=binding, duration=duration, split=split)
 
 
 # ---- helpers -------------------------------------------------------------------------------

@@ -47,6 +47,14 @@ policy:
   limits: {max_batch_minutes: 2}
 """
 
+# A team's own deployment mapped by branch (prefect.mapping): what runs is not pinned to a commit.
+MAPPED_BY_BRANCH = """\
+prefect:
+  mapping:
+    selection: dbt_selects.run
+    ref: dbt_repo_branch
+"""
+
 # request id -> (file text, expected findings as (code, severity)); every id is dated today
 # unless the case is about age.
 STRICT: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -103,6 +111,11 @@ NO_HISTORY: dict[str, tuple[str, list[tuple[str, str]]]] = {
 }
 
 
+MAPPED: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "rr220": (HEAD + "select: int_orders+\n", [("RR220", "warning")]),
+}
+
+
 def run_cli(root: Path, *args: str) -> tuple[int, str]:
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
@@ -146,6 +159,14 @@ def no_history(example_build: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     return code, by_id(out)
 
 
+@pytest.fixture(scope="module")
+def mapped(example_build: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
+    root = make_repo(tmp_path_factory.mktemp("mapped"), example_build, MAPPED_BY_BRANCH,
+                     example_build.run_results_path, MAPPED)
+    code, out = run_cli(root, "validate", "--format", "json", "--now", NOW)
+    return code, by_id(out)
+
+
 # The stale-downstream warning fires on most partial selections: compared where a case expects it.
 INCIDENTAL = "RR218"
 
@@ -172,8 +193,15 @@ def test_rule_without_history(no_history: tuple[int, dict[str, Any]], name: str)
     check(reports[name], name, NO_HISTORY[name][1])
 
 
+@pytest.mark.parametrize("name", sorted(MAPPED))
+def test_rule_with_a_mapped_deployment(mapped: tuple[int, dict[str, Any]], name: str) -> None:
+    code, reports = mapped
+    assert code == 0  # advisory by default
+    check(reports[name], name, MAPPED[name][1])
+
+
 def test_every_rule_is_exercised_end_to_end() -> None:
-    seen = {code for cases in (STRICT, NO_HISTORY) for _, exp in cases.values() for code, _ in exp}
+    seen = {code for cases in (STRICT, NO_HISTORY, MAPPED) for _, exp in cases.values() for code, _ in exp}
     assert seen == {c for c, r in RULES.items() if r.scope == "request"}
 
 

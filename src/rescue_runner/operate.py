@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,10 @@ from .errors import RescueError
 from .faults import FaultHook, FaultPoints
 from .reconcile import Approved
 from .results import RequestStatus, StatusReport
-from .runner import ApplyReport, Clock, OffsetClock, Runner, SystemClock
+from .runner import ApplyReport, Clock, OffsetClock, Runner, SystemClock, Wiring
 
 DEFAULT_ENV = "default"
 DEFAULT_LEASE_SECONDS = 600.0
-
-
-@dataclass
-class Wiring:
-    """The adapters of one runner, built from the local configuration."""
-
-    config: Config
-    remote: Any
-    store: Any
-    source: Any
-    clock: Clock
 
 
 def make_clock(now: datetime | None) -> Clock:

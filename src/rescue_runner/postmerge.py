@@ -33,7 +33,7 @@ from .guard import age as _age
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
-    from .operate import Wiring
+    from .runner import Wiring
 
 GUARD_AUTHOR = "rescue-runner post-merge guard"
 

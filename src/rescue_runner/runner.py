@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import audit, reconcile
 from .audit import AuditEvent, BatchRecord, RequestState
@@ -26,6 +26,9 @@ from .faults import FaultHook, no_faults
 from .forecast import Occupant
 from .model import PlannedBatch
 from .reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
+
+if TYPE_CHECKING:
+    from .config import Config
 
 MAX_STEPS = 64  # per request per pass; a pass that needs more is a bug, not a busy queue
 
@@ -114,6 +117,17 @@ class OffsetClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
+
+
+@dataclass
+class Wiring:
+    """The adapters of one runner, built from the local configuration (``operate.wire``)."""
+
+    config: Config
+    remote: Any  # adapters.git_audit.GitRemote
+    store: Any  # AuditStore (adapters.git_audit.GitAuditStore)
+    source: Any  # Source (adapters.git_branch.GitApprovedSource)
+    clock: Clock
 
 
 # ---- reports -------------------------------------------------------------------------------

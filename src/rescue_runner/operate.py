@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import audit
 from .audit import AuditEvent, RequestState
@@ -21,6 +21,9 @@ from .faults import FaultHook, FaultPoints
 from .reconcile import Approved
 from .results import RequestStatus, StatusReport
 from .runner import ApplyReport, Clock, OffsetClock, Runner, SystemClock, Wiring
+
+if TYPE_CHECKING:
+    from .adapters.git_branch import GitApprovedSource
 
 DEFAULT_ENV = "default"
 DEFAULT_LEASE_SECONDS = 600.0
@@ -34,15 +37,30 @@ def make_clock(now: datetime | None) -> Clock:
 def wire(config_path: Path | None, cwd: Path, *, clock: Clock, fault: FaultHook | None = None,
          holder: str = "", say: Callable[[str], None] = lambda line: None) -> Wiring:
     from .adapters.git_audit import GitAuditStore, GitRemote
-    from .adapters.git_branch import GitApprovedSource
 
     cfg = load_config(config_path, cwd=cwd)
     remote = GitRemote(cfg.root, cfg.audit.remote)
     store = GitAuditStore(remote, cfg.audit.branch, also_fetch=[cfg.audit.protected_branch],
                           fault=fault or (lambda point: None), holder=holder)
-    source = GitApprovedSource(remote, store, cfg.audit.protected_branch, cwd=cwd, config_path=config_path,
-                               now=clock.now, say=say)
+    source = approved_source(remote, store, cfg.audit.protected_branch, cwd=cwd, config_path=config_path,
+                             now=clock.now, say=say)
     return Wiring(cfg, remote, store, source, clock)
+
+
+def approved_source(remote: Any, store: Any, branch: str, *, cwd: Path, config_path: Path | None,
+                    now: Callable[[], datetime],
+                    say: Callable[[str], None] = lambda line: None) -> GitApprovedSource:
+    """The approved requests on ``branch`` (a ``GitApprovedSource``), judged by that branch's own
+    rescue.yaml (``trusted``) through the one request pipeline (``pipeline``)."""
+    from .adapters.git_branch import GitApprovedSource
+    from .pipeline import judge_approved
+    from .trusted import load_base_config
+
+    def config_at(sha: str, path: Path) -> Config:
+        return load_base_config(sha, path, cwd=cwd, dbt_from_ref=False)[0]
+
+    return GitApprovedSource(remote, store, branch, cwd=cwd, config_path=config_path, now=now,
+                             config_at=config_at, judge=judge_approved, say=say)
 
 
 def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: bool = False,

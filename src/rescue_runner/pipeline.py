@@ -59,6 +59,15 @@ def decode(content: bytes | None, path: str, *, file: Path | None = None) -> Req
     return report
 
 
+def judge_approved(content: bytes, path: str, config: Config,
+                   now: datetime) -> tuple[Request | None, str | None]:
+    """An approved file without dbt: its request (None when it does not decode) and, if the
+    policy says it can no longer run at ``now``, why (``expiry``)."""
+    report = decode(content, path)
+    request = report.request if not _blocked(report.findings) else None
+    return request, expiry(request, config, now)
+
+
 def expiry(request: Request | None, config: Config, now: datetime) -> str | None:
     """Why ``request`` is expired (RR103: expires / max_age_days), judged without dbt; else None."""
     if request is None:

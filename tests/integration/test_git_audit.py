@@ -18,8 +18,8 @@ from support.rescue_repo import RescueRepo, audit_events, config, git, make_repo
 
 from rescue_runner import audit
 from rescue_runner.adapters.git_audit import AuditConflict, GitAuditStore, GitLock, GitRemote, LockLost
-from rescue_runner.adapters.git_branch import GitApprovedSource
 from rescue_runner.audit import AuditEvent
+from rescue_runner.operate import approved_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = REPO_ROOT / "examples" / "lakehouse"
@@ -199,8 +199,8 @@ def test_approved_means_merged_in_merge_order_then_priority(repo: RescueRepo) ->
 
     s = store(repo.runner)
     warnings: list[str] = []
-    src = GitApprovedSource(s.remote, s, "main", cwd=repo.runner, config_path=None, now=lambda: T,
-                            say=warnings.append)
+    src = approved_source(s.remote, s, "main", cwd=repo.runner, config_path=None, now=lambda: T,
+                          say=warnings.append)
     approved = src.approved()
     order = [a.request_id for a in sorted(approved, key=lambda a: (-a.priority, a.merge_order))]
     assert order == ["2026-11-23-c", "2026-11-23-b", "2026-11-23-a", "2026-11-23-d", "2026-11-22-feature"]

@@ -8,17 +8,22 @@ file (a merge commit counts as adding what it brings in).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from ..config import CONFIG_FILE, Config, find_config
 from ..errors import RescueError
-from ..pipeline import expiry
+from ..model import Request
 from ..reconcile import Approved
 from .git_audit import GitAuditStore, GitRemote
+
+# Injected by the caller (``operate.approved_source``), so this adapter reads git and nothing
+# else: rescue.yaml of a commit, and the pipeline's judgement of one file's content.
+ConfigAt = Callable[[str, Path], Config]  # (commit, path of rescue.yaml) -> that commit's config
+Judge = Callable[[bytes, str, Config, datetime], tuple[Request | None, str | None]]  # (request, expired)
 
 MAX_REQUEST_BYTES = 1 << 20
 _SUFFIXES = (".yaml", ".yml")
@@ -30,9 +35,10 @@ class GitApprovedSource:
     """Approved requests as of the protected branch tip fetched by ``store.refresh()``."""
 
     def __init__(self, remote: GitRemote, store: GitAuditStore, branch: str, *, cwd: Path,
-                 config_path: Path | None, now: Callable[[], datetime],
+                 config_path: Path | None, now: Callable[[], datetime], config_at: ConfigAt, judge: Judge,
                  say: Callable[[str], None] = lambda line: None) -> None:
         self.remote, self.store, self.branch = remote, store, branch
+        self._config_at, self._judge = config_at, judge
         self.cwd, self.config_path, self._now, self.say = cwd, config_path, now, say
         self._sha: str | None = None
         self._config: Config | None = None
@@ -59,10 +65,11 @@ class GitApprovedSource:
         cfg = self.config()
         out = []
         for rid, path, content, order, commit in self._files:
-            request, content_hash = _decode(content, path)
+            request, expired = self._judge(content, path, cfg, now)
+            content_hash = "sha256:" + hashlib.sha256(content).hexdigest()
             out.append(Approved(request_id=rid, path=path, content=content, content_hash=content_hash,
                                 merge_order=order, commit=commit, approved_sha=self._sha or "",
-                                request=request, expired=expiry(request, cfg, now)))
+                                request=request, expired=expired))
         return out
 
     # -- loading (cached per branch tip) --
@@ -71,12 +78,10 @@ class GitApprovedSource:
         sha = self.tip
         if sha == self._sha:
             return
-        from ..trusted import load_base_config
-
         if not self.remote.has_object(sha):
             self.remote.fetch_ref(f"refs/heads/{self.branch}")
         cfg_path = self.config_path or find_config(self.cwd) or self.remote.root / CONFIG_FILE
-        cfg, _ = load_base_config(sha, cfg_path, cwd=self.cwd, dbt_from_ref=False)
+        cfg = self._config_at(sha, cfg_path)
         try:
             rel = cfg.requests_dir.resolve().relative_to(self.remote.root).as_posix()
         except ValueError:
@@ -129,13 +134,3 @@ def _merge_order(remote: GitRemote, sha: str, rel: str) -> dict[str, tuple[int, 
                 order[name] = (len(order), commit)
     return order
 
-
-def _decode(content: bytes, path: str) -> tuple[Any, str]:
-    """(Request or None, content hash) without dbt: the pipeline's decoding step."""
-    import hashlib
-
-    from ..pipeline import decode
-
-    report = decode(content, path)
-    request = report.request if not any(f.blocking for f in report.findings) else None
-    return request, "sha256:" + hashlib.sha256(content).hexdigest()

@@ -105,11 +105,14 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
                     on_event=alert if w.config.notifications is not None else None)
     live = w.config.liveness
     runner.running_long = (live.running_long_factor, live.running_long_minimum_minutes * 60)
-    report = runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
-    if report.status in ("nothing", "done", "timeout"):  # busy/stuck: the lock holder's pass guards
-        from .postmerge import run_guard
+    # The post-merge guard first, in a fresh process: a dbt parse after an embedded dbt build in
+    # the same process does not reproduce production's manifest. A request running now is pending,
+    # so it covers its models either way.
+    from .postmerge import run_guard
 
-        run_guard(w, clock.now(), dry_run=dry_run, say=say)
+    w.store.refresh()
+    run_guard(w, clock.now(), dry_run=dry_run, say=say)
+    report = runner.apply(wait=wait, dry_run=dry_run, poll_seconds=poll_seconds, timeout=timeout)
     if report.status == "stuck" and report.lock is not None:
         _alert_stuck_lock(w.config, env, report.lock.message, clock.now())
     return report

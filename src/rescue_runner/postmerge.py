@@ -51,6 +51,9 @@ def run_guard(w: Wiring, now: datetime, *, dry_run: bool = False,
     except RescueError as exc:
         report.notes.append(f"post-merge guard: {exc}")
         say(f"warning: post-merge guard: {exc}")
+    except Exception as exc:  # the runner's own work is done and recorded: never fail the pass here
+        report.notes.append(f"post-merge guard: {type(exc).__name__}: {exc}")
+        say(f"warning: post-merge guard: {type(exc).__name__}: {exc}")
     return report
 
 

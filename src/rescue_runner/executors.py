@@ -191,14 +191,17 @@ def run_context(config: Config, approved: Approved, validation: Validation, stat
     req = approved.request
     plan = tuple(validation.batches or state.plan)
     et = req.event_time if req is not None else None
+    # The commit the batch builds (the approved tip); the pull request is named by the commit that
+    # merged the request file.
+    built = approved.approved_sha or approved.commit or None
     links = web_links(config.links.repository_url, request_id=state.request_id,
-                      audit_branch=config.audit.branch, commit=approved.commit or None,
+                      audit_branch=config.audit.branch, commit=built,
                       commit_message=commit_message(config.root, approved.commit)
                       if config.links.repository_url and approved.commit else None)
     return RunContext(
         request_id=state.request_id, batch=batch.index, batches=plan,
         reason=req.reason if req else None, requested_by=req.requested_by if req else None,
-        ticket=req.ticket if req else None, commit=approved.commit or None, attempt=attempt,
+        ticket=req.ticket if req else None, commit=built, attempt=attempt,
         event_time=(et.start.isoformat(), et.end.isoformat()) if et is not None else None,
         done=frozenset(b.index for b in state.history if b.state == "completed"),
         audit_url=links["audit_url"], pr_url=links["pr_url"], commit_url=links["commit_url"])

@@ -274,9 +274,11 @@ def deploy(config: Config, *, api_url: str | None = None,
         job_variables["env"] = {**dict(job_variables.get("env") or {}),
                                 storage.CREDENTIALS_BLOCK_ENV: config.storage.credentials_block}
     from . import __version__
+    from .flows.transform_and_catalog import transform_and_catalog
 
     res = prefect_api.deploy(
-        url, work_pool=p.work_pool, work_queue=p.work_queue, queue_concurrency=p.queue_concurrency,
+        url, flow=transform_and_catalog, work_pool=p.work_pool, work_queue=p.work_queue,
+        queue_concurrency=p.queue_concurrency,
         flow_name=p.flow, deployment=p.deployment, parameters=params, job_variables=job_variables,
         description="rescue-runner: dbt build of one rescue batch, then its catalog", version=__version__,
         heartbeat_seconds=config.liveness.heartbeat_seconds,
@@ -536,8 +538,12 @@ def _run_embedded(config: Config, request_id: str, content_hash: str, batch: Pla
     local["dbt_project_path"] = str(tree / local["dbt_project_path"])
     local["profiles_dir"] = str(tree / local["profiles_dir"]) if local["profiles_dir"] else \
         str(config.dbt.profiles_dir.resolve())
-    run = prefect_api.run_in_process({**local, **params}, name=name, tags=list(tags), prefect_home=home,
-                                     manifest=manifest)
+    from .flows.transform_and_catalog import preloaded, transform_and_catalog
+
+    parameters = {**local, **params}
+    with preloaded(parameters, manifest):  # the flow then skips its parse
+        run = prefect_api.run_in_process(transform_and_catalog, parameters, name=name, tags=list(tags),
+                                         prefect_home=home)
     return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
                         parameters=params, state=run.state_type, message=run.state_message,
                         artifacts_dir=str(storage.join(_storage(config), run.id)), tags=tuple(tags),

@@ -161,6 +161,7 @@ def deploy(
     work_pool: str,
     work_queue: str,
     queue_concurrency: int,
+    flow: Any,
     flow_name: str,
     deployment: str,
     parameters: Mapping[str, Any],
@@ -184,15 +185,13 @@ def deploy(
     from prefect.utilities.callables import parameter_schema
     from prefect.workers.process import ProcessWorker
 
-    from ..flows.transform_and_catalog import FLOW_NAME, transform_and_catalog
-
-    if flow_name != FLOW_NAME:
-        raise RescueError(f"prefect.flow is {flow_name!r}, but the packaged flow is {FLOW_NAME!r}",
-                          hint=f"set prefect.flow: {FLOW_NAME} in rescue.yaml")
-    schema = parameter_schema(transform_and_catalog.fn).model_dump_for_openapi()
+    if flow_name != flow.name:
+        raise RescueError(f"prefect.flow is {flow_name!r}, but the packaged flow is {flow.name!r}",
+                          hint=f"set prefect.flow: {flow.name} in rescue.yaml")
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
     unknown = sorted(set(parameters) - set(schema.get("properties", {})))
     if unknown:
-        raise RescueError(f"deployment parameters {unknown} are not parameters of flow {FLOW_NAME}")
+        raise RescueError(f"deployment parameters {unknown} are not parameters of flow {flow.name}")
     notes: list[str] = []
     job_variables = dict(job_variables or {})
     if heartbeat_seconds is not None:
@@ -504,31 +503,20 @@ def start_temporary_server(prefect_home: Path) -> None:
     _warm_up.start()
 
 
-def run_in_process(parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
-                   prefect_home: Path, manifest: Any = None) -> FlowRunInfo:
-    """Run ``transform_and_catalog`` in this process against Prefect's temporary local API.
+def run_in_process(flow: Any, parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
+                   prefect_home: Path) -> FlowRunInfo:
+    """Run ``flow`` (a Prefect flow) in this process against Prefect's temporary local API.
 
     ``PREFECT_API_URL`` is ignored for the call and ephemeral mode is switched on, with
-    state in ``prefect_home``. ``manifest``: a dbt Manifest this process already parsed
-    for the same project, profiles dir and target (the flow then skips its parse).
-    Returns the final run; a failed dbt build is a FAILED state, not an exception.
+    state in ``prefect_home``. Returns the final run; a failed dbt build is a FAILED
+    state, not an exception.
     """
     from prefect import tags as prefect_tags
 
-    from ..flows.transform_and_catalog import PRELOADED_MANIFEST, manifest_key, transform_and_catalog
-
     if _warm_up is not None:
         _warm_up.join()
-    preload = None
-    if manifest is not None and parameters.get("dbt_project_path"):
-        preload = (manifest_key(parameters["dbt_project_path"], parameters.get("profiles_dir"),
-                                parameters.get("target")), manifest)
-    token = PRELOADED_MANIFEST.set(preload)
-    try:
-        with _embedded_settings(prefect_home), prefect_tags(*tags):
-            state = transform_and_catalog.with_options(flow_run_name=name)(**parameters, return_state=True)
-    finally:
-        PRELOADED_MANIFEST.reset(token)
+    with _embedded_settings(prefect_home), prefect_tags(*tags):
+        state = flow.with_options(flow_run_name=name)(**parameters, return_state=True)
     return FlowRunInfo(
         id=str(state.state_details.flow_run_id), name=name, deployment_id=None,
         parameters=dict(parameters), tags=tuple(tags), state_type=state.type.value,

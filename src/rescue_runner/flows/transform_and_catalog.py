@@ -255,6 +255,21 @@ def _without_dbt_env(log: Any) -> Iterator[None]:
         os.environ.update(saved)
 
 
+@contextlib.contextmanager
+def preloaded(parameters: dict[str, Any], manifest: Any) -> Iterator[None]:
+    """Within the block, a run of this flow with ``parameters`` uses ``manifest`` (a dbt Manifest
+    the caller parsed for the same project, profiles dir and target) instead of parsing."""
+    preload = None
+    if manifest is not None and parameters.get("dbt_project_path"):
+        preload = (manifest_key(parameters["dbt_project_path"], parameters.get("profiles_dir"),
+                                parameters.get("target")), manifest)
+    token = PRELOADED_MANIFEST.set(preload)
+    try:
+        yield
+    finally:
+        PRELOADED_MANIFEST.reset(token)
+
+
 def manifest_key(project_dir: str | Path, profiles_dir: str | None, target: str | None
                  ) -> tuple[str, str | None, str | None]:
     """The key under which PRELOADED_MANIFEST must be given for a project/profile/target."""

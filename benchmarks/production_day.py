@@ -482,10 +482,10 @@ def driver(mode: str, runner_clone: Path, until: float, log_path: Path, tick: fl
     """One mode's runner process: a pass every ``tick`` (one simulated minute, as cron would) until
     ``until`` (epoch seconds)."""
     from rescue_runner.adapters.git_audit import GitLock, new_holder_id
-    from rescue_runner.approvals import BranchValidator
     from rescue_runner.contention import Decision
     from rescue_runner.executors import make_executor
     from rescue_runner.operate import wire
+    from rescue_runner.revalidation import BranchValidator
     from rescue_runner.runner import Runner, SystemClock
 
     log = log_path.open("a")

@@ -1,6 +1,9 @@
-"""Use cases. One direction: load -> schema -> resolve (dbt) -> policies -> plan -> explain.
+"""Checking requests: what ``rescue validate`` and ``rescue plan`` do, before anything runs.
 
-The CLI parses options and renders; everything it does is a call into this module.
+Load request files, take each through the one pipeline (``pipeline``: decode -> resolve ->
+policies -> plan) and, for a plan, when its batches are expected to start. Nothing here
+submits a batch: the runner's commands are ``operate``, one batch on Prefect is ``execution``.
+The CLI parses options and renders; what it checks is a call into this module.
 """
 
 from __future__ import annotations

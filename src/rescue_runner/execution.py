@@ -1,4 +1,7 @@
-"""Execution use cases: deploy, contention check, submit a batch, read a run.
+"""One batch on Prefect: deploy the flow, check the queue, submit a batch, read a run.
+
+How a planned batch becomes a flow run (``submit_batch``) is decided here and only here;
+``executors`` adapts these calls to the runner's ``Executor`` port.
 
 With ``PREFECT_API_URL`` set, batches become flow runs of the ``dbt_rerun``
 deployment and workers run them. Without it, ``submit_batch`` runs the same

@@ -18,7 +18,7 @@ from .config import Config
 from .contention import Ask, Decision
 from .errors import RescueError, RunNotFound
 from .model import PlannedBatch
-from .reconcile import MISSING, Approved, RunView, Validation
+from .reconcile import MISSING, Approved, Revalidation, RunView
 from .reporting.prefect_run import RunContext, artifact_key, result_markdown, web_links
 
 _FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -58,14 +58,9 @@ class ServerExecutor:
                 return self._view(run)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
+    def submit(self, approved: Approved, validation: Revalidation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
-        ctx = validation.context
-        sub = execution.submit_batch(
-            self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
-            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=self.api_url,
-            context=run_context(self.config, approved, validation, state, batch, attempt),
-            commit=build_commit(approved, state))
+        sub = _submit(self.config, approved, validation, state, batch, attempt, api_url=self.api_url)
         return RunView(sub.flow_run_id, sub.state, final=(sub.state or "") in _FINAL, url=sub.url,
                        name=sub.name, idempotency_key=sub.idempotency_key, mode=self.mode, commit=sub.commit)
 
@@ -123,14 +118,10 @@ class EmbeddedExecutor:
                 return self._view(run)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
+    def submit(self, approved: Approved, validation: Revalidation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
-        ctx = validation.context
-        sub = execution.submit_batch(
-            self.config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
-            event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=None,
-            manifest=_parsed_manifest(ctx.dbt), commit=build_commit(approved, state),
-            context=run_context(self.config, approved, validation, state, batch, attempt))
+        sub = _submit(self.config, approved, validation, state, batch, attempt, api_url=None,
+                      manifest=_parsed_manifest(validation.context.dbt))
         return RunView(sub.flow_run_id, sub.state, final=True, name=sub.name,
                        idempotency_key=sub.idempotency_key, state_name=(sub.state or "").title() or None,
                        mode=self.mode, commit=sub.commit, **_outcome(self.config, sub.flow_run_id, sub.state))
@@ -152,6 +143,18 @@ class EmbeddedExecutor:
         return RunView(run.id, run.state_type, final=True, name=run.name, state_name=run.state_name,
                        idempotency_key=run.idempotency_key, mode=self.mode, orphaned=not final,
                        commit=run.parameters.get("dbt_repo_commit"), **outcome)
+
+
+def _submit(config: Config, approved: Approved, validation: Revalidation, state: RequestState,
+            batch: PlannedBatch, attempt: int, *, api_url: str | None,
+            manifest: Any = None) -> execution.SubmittedRun:
+    """One batch through ``execution.submit_batch``, the same way for both executors."""
+    ctx = validation.context
+    return execution.submit_batch(
+        config, state.request_id, state.content_hash or "", batch, attempt, ctx.graph,
+        event_time=ctx.request.event_time, verify=ctx.dbt.select, api_url=api_url, manifest=manifest,
+        commit=build_commit(approved, state),
+        context=run_context(config, approved, validation, state, batch, attempt))
 
 
 def build_commit(approved: Approved, state: RequestState) -> str | None:
@@ -183,7 +186,7 @@ def _attach_result(api_url: str, run: Any) -> None:
                                       api_url=api_url)
 
 
-def run_context(config: Config, approved: Approved, validation: Validation, state: RequestState,
+def run_context(config: Config, approved: Approved, validation: Revalidation, state: RequestState,
                 batch: PlannedBatch, attempt: int) -> RunContext:
     """What the batch's flow run shows in Prefect (tags, context artifact): from the approved request."""
     from .adapters.git import commit_message

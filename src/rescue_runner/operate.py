@@ -1,4 +1,6 @@
-"""Use cases of the runner: ``apply``, ``status``, ``log``, ``retry``, wired to git, dbt and Prefect.
+"""The runner's commands: ``apply``, ``status``, ``log``, ``retry``, ``cancel``, ``close``.
+
+This is where the runner's ports (``runner.py``) are wired to git, dbt and Prefect (``wire``).
 
 The local ``rescue.yaml`` only says where the audit trail lives (``audit.remote``,
 ``audit.protected_branch``, ``audit.branch``); everything a request is judged by comes
@@ -80,7 +82,7 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
 
     def make_validator() -> Any:
         from . import execution
-        from .approvals import BranchValidator
+        from .revalidation import BranchValidator
 
         if not dry_run:
             # Embedded mode: Prefect's temporary server starts in the background while dbt parses.

@@ -56,7 +56,7 @@ class Approved:
 
 
 @dataclass(frozen=True)
-class Validation:
+class Revalidation:
     """The result of re-validating an approved request now, with the branch's config and policy.
 
     ``context`` carries what submission needs (request, graph, dbt selector); it is opaque
@@ -132,7 +132,7 @@ class View:
     state: RequestState
     approved: Approved | None
     now: datetime
-    validation: Validation | None = None
+    validation: Revalidation | None = None
     run: RunView | Any | None = NOT_ASKED  # the in-flight batch's run; None: not found
     found: RunView | Any | None = NOT_ASKED  # a run of the next batch found by its key
     contention: Any = None  # contention.Decision for the next batch
@@ -179,7 +179,7 @@ class AskContention:
 
 @dataclass(frozen=True)
 class RecordValidated:
-    validation: Validation
+    validation: Revalidation
 
 
 @dataclass(frozen=True)
@@ -444,7 +444,7 @@ def _running_long(v: View, rec: audit.BatchRecord, run: RunView) -> RecordRunnin
     return None
 
 
-def _shared_lineage(s: RequestState, val: Validation, earlier: tuple[Earlier, ...]) -> str | None:
+def _shared_lineage(s: RequestState, val: Revalidation, earlier: tuple[Earlier, ...]) -> str | None:
     mine = frozenset(m for b in s.plan for m in b.models)
     for e in earlier:
         if e.models is None:
@@ -460,7 +460,7 @@ def _shared_lineage(s: RequestState, val: Validation, earlier: tuple[Earlier, ..
     return None
 
 
-def drift(s: RequestState, val: Validation, a: Approved | None) -> list[str]:
+def drift(s: RequestState, val: Revalidation, a: Approved | None) -> list[str]:
     """What differs between the recorded plan and the one re-derived now (empty: none).
 
     Compared: the batches (index, models in order, full refresh), the event-time window and the

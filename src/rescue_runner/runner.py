@@ -25,7 +25,7 @@ from .contention import Ask
 from .faults import FaultHook, no_faults
 from .forecast import Occupant
 from .model import PlannedBatch
-from .reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
+from .reconcile import NOT_ASKED, Approved, Earlier, Revalidation, RunView, View
 
 if TYPE_CHECKING:
     from .config import Config
@@ -77,7 +77,7 @@ class Source(Protocol):
 
 class Validator(Protocol):
     def validate(self, approved: Approved, now: datetime, *,
-                 keep: Sequence[PlannedBatch] | None = None) -> Validation: ...
+                 keep: Sequence[PlannedBatch] | None = None) -> Revalidation: ...
 
 
 class Executor(Protocol):
@@ -87,7 +87,7 @@ class Executor(Protocol):
     lookup_before_submit: bool  # False: runs can only exist unrecorded after a crash (embedded)
 
     def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None: ...
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
+    def submit(self, approved: Approved, validation: Revalidation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView: ...
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None: ...
     def contention(self, ask: Ask) -> Any: ...  # contention.Decision
@@ -133,7 +133,7 @@ class Wiring:
 # ---- reports -------------------------------------------------------------------------------
 
 @dataclass
-class Decision:
+class RunnerAction:
     """One line of what the runner did (or, in a dry run, would do) for a request."""
 
     request_id: str
@@ -150,7 +150,7 @@ class ApplyReport:
     """What ``rescue apply`` did. ``status``: nothing | busy | done | timeout."""
 
     status: str
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[RunnerAction] = field(default_factory=list)
     lock: LockResult | None = None
     passes: int = 0
     problems: list[str] = field(default_factory=list)  # requests that ended failed / needs_operator
@@ -554,7 +554,7 @@ class Runner:
 
     def _note(self, rid: str, action: str, message: str, data: Mapping[str, Any] | None = None) -> None:
         prefix = "(dry run) " if self.dry_run and not message.startswith("would") else ""
-        self.report.decisions.append(Decision(rid, action, message, dict(data or {})))
+        self.report.decisions.append(RunnerAction(rid, action, message, dict(data or {})))
         if action in ("waiting", "idle") and self._said.get(rid) == message:
             return  # --wait: say it once, not on every pass
         self._said[rid] = message
@@ -610,7 +610,7 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _validated_fields(approved: Approved | None, v: Validation, attempt: int) -> dict[str, Any]:
+def _validated_fields(approved: Approved | None, v: Revalidation, attempt: int) -> dict[str, Any]:
     assert approved is not None
     req = approved.request
     return {

@@ -22,7 +22,7 @@ from rescue_runner.contention import Ask, Decision
 from rescue_runner.errors import RescueError
 from rescue_runner.faults import Crash
 from rescue_runner.model import DailyWindow, PlannedBatch, Request, Window
-from rescue_runner.reconcile import MISSING, Approved, RunView, Validation
+from rescue_runner.reconcile import MISSING, Approved, Revalidation, RunView
 from rescue_runner.runner import LockResult
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -162,12 +162,12 @@ class FakeValidator:
         self.specs = specs
         self.calls = 0
 
-    def validate(self, approved: Approved, now: datetime, *, keep: Any = None) -> Validation:
+    def validate(self, approved: Approved, now: datetime, *, keep: Any = None) -> Revalidation:
         self.calls += 1
         s = self.specs[approved.request_id]
         batches = tuple(PlannedBatch(i, (f"model.p.{s.rid}_{i}",), heavy=s.heavy)
                         for i in range(1, s.batches + 1))
-        return Validation(ok=True, fingerprint="fp-" + approved.content_hash, batches=batches,
+        return Revalidation(ok=True, fingerprint="fp-" + approved.content_hash, batches=batches,
                           pause_seconds=s.pause_minutes * 60, upstream=frozenset(s.upstream))
 
 
@@ -216,7 +216,7 @@ class FakeExecutor:
                 return self._view(r)
         return None
 
-    def submit(self, approved: Approved, validation: Validation, state: RequestState, batch: PlannedBatch,
+    def submit(self, approved: Approved, validation: Revalidation, state: RequestState, batch: PlannedBatch,
                attempt: int) -> RunView:
         k = (state.request_id, batch.index, attempt)
         self.p.submits[k] = self.p.submits.get(k, 0) + 1

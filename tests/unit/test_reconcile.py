@@ -12,11 +12,11 @@ from rescue_runner import audit, reconcile
 from rescue_runner.audit import AuditEvent
 from rescue_runner.contention import Decision
 from rescue_runner.model import DailyWindow, PlannedBatch, Request, Window
-from rescue_runner.reconcile import NOT_ASKED, Approved, Earlier, RunView, Validation, View
+from rescue_runner.reconcile import NOT_ASKED, Approved, Earlier, Revalidation, RunView, View
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 BATCHES = (PlannedBatch(1, ("model.p.a",)), PlannedBatch(2, ("model.p.b",), heavy=True))
-OK = Validation(ok=True, fingerprint="sha256:f", batches=BATCHES, pause_seconds=600.0)
+OK = Revalidation(ok=True, fingerprint="sha256:f", batches=BATCHES, pause_seconds=600.0)
 GO = Decision(True, ("go: 0/5 slots busy",))
 WAIT = Decision(False, ("wait: 5/5 slots busy",))
 NIGHT = Window(daily=DailyWindow(time(1, 0), time(5, 0)), timezone="UTC")
@@ -67,9 +67,9 @@ def run(state: str, **kw: Any) -> RunView:
 CASES: list[tuple[str, View, type, dict[str, Any]]] = [
     ("first sight: validate", view(), reconcile.Validate, {}),
     ("validated ok: record it", view(validation=OK), reconcile.RecordValidated, {}),
-    ("first validation fails", view(validation=Validation(ok=False, problems=("RR101 no ticket",))),
+    ("first validation fails", view(validation=Revalidation(ok=False, problems=("RR101 no ticket",))),
      reconcile.Finish, {"outcome": audit.NEEDS_OPERATOR}),
-    ("window never opens again", view(validation=Validation(ok=False, expired="expired (RR307)")),
+    ("window never opens again", view(validation=Revalidation(ok=False, expired="expired (RR307)")),
      reconcile.Finish, {"outcome": audit.EXPIRED}),
     ("before submitting: re-validate", view(("v",)), reconcile.Validate, {}),
     ("then look for an existing run", view(("v",), validation=OK), reconcile.Lookup, {"attempt": 1}),

@@ -11,13 +11,13 @@ from rescue_runner import audit, reconcile
 from rescue_runner.audit import AuditEvent
 from rescue_runner.contention import Decision
 from rescue_runner.model import PlannedBatch, Request
-from rescue_runner.reconcile import Approved, Validation, View
+from rescue_runner.reconcile import Approved, Revalidation, View
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 A, B, C = "model.p.a", "model.p.b", "model.p.c"
 PLAN = (PlannedBatch(1, (A,), estimated_seconds=5.0), PlannedBatch(2, (B,), estimated_seconds=5.0))
 DIGESTS = {A: "da", B: "db"}
-OK = Validation(ok=True, fingerprint="sha256:f", batches=PLAN, policy="sha256:p", digests=DIGESTS,
+OK = Revalidation(ok=True, fingerprint="sha256:f", batches=PLAN, policy="sha256:p", digests=DIGESTS,
                 upstream_digest="sha256:u")
 GO = Decision(True, ("go",))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Config
 from .lineage import ancestors
 from .model import Finding, PlannedBatch, ProjectGraph, Request
-from .reconcile import Approved, Validation
+from .reconcile import Approved, Revalidation
 
 if TYPE_CHECKING:
     from .adapters.dbt import DbtProject
@@ -47,7 +47,7 @@ class DbtValidator:
         return self._dbt
 
     def validate(self, approved: Approved, now: datetime, *,
-                 keep: Sequence[PlannedBatch] | None = None) -> Validation:
+                 keep: Sequence[PlannedBatch] | None = None) -> Revalidation:
         """The approved content through the one pipeline (``pipeline``), judged at ``now``.
 
         ``keep`` is the batch cut recorded when the request was first validated: the planner
@@ -72,7 +72,7 @@ class DbtValidator:
         assert checker.dbt is not None
         graph = checker.dbt.graph()
         digests, upstream = scope_digests(plan.models, graph)
-        return Validation(
+        return Revalidation(
             ok=not blocking, fingerprint=plan.fingerprint, batches=plan.batches,
             pause_seconds=plan.pause_seconds,
             problems=tuple(_line(f) for f in blocking),
@@ -114,7 +114,7 @@ class BranchValidator:
         return self._at[2]
 
     def validate(self, approved: Approved, now: datetime, *,
-                 keep: Sequence[PlannedBatch] | None = None) -> Validation:
+                 keep: Sequence[PlannedBatch] | None = None) -> Revalidation:
         cfg = self._judged_by()
         if self._current is None or self._current[0] is not cfg:
             loaded = self._current[1].dbt if self._current and self._current[0].dbt == cfg.dbt else None
@@ -145,5 +145,5 @@ def _line(f: Finding) -> str:
     return f"{f.code} {f.message}" + (f" (line {f.line})" if f.line else "")
 
 
-def _refused(findings: Sequence[Finding]) -> Validation:
-    return Validation(ok=False, problems=tuple(_line(f) for f in findings if f.blocking))
+def _refused(findings: Sequence[Finding]) -> Revalidation:
+    return Revalidation(ok=False, problems=tuple(_line(f) for f in findings if f.blocking))

@@ -375,120 +375,131 @@ class Runner:
                     running_long=self.running_long, trail=trail)
         for _ in range(MAX_STEPS):
             step = reconcile.next_step(view)
-            # Questions: answer and ask again.
-            if isinstance(step, reconcile.Validate):
-                assert approved is not None
-                view = replace(view, validation=self.validator.validate(approved, view.now, keep=step.keep))
-                continue
-            if isinstance(step, reconcile.AskRun):
-                view = replace(view, run=self.executor.run_state(view.state, step.record))
-                continue
-            if isinstance(step, reconcile.Lookup):
-                view = replace(view, found=self.executor.find_run(view.state, step.batch, step.attempt))
-                continue
-            if isinstance(step, reconcile.AskContention):
-                decision = self.executor.contention(self._ask(step))
-                if self.dry_run:
-                    self._note(rid, "queue", f"queue for batch {step.batch.index}: {decision.summary}")
-                view = replace(view, contention=decision)
-                continue
-            # Actions.
-            if isinstance(step, reconcile.RecordValidated):
-                self.fault("after_validate_before_audit")
-                validated = _validated_fields(approved, step.validation, view.state.attempt)
-                view = self._record(view, audit.REQUEST_VALIDATED, validated)
-                v = step.validation
-                self._note(rid, "validated", f"validated: {len(v.batches)} batch(es), fingerprint "
-                                             f"{reconcile._short(v.fingerprint)}"
-                           + (f"; {len(v.warnings)} warning(s)" if v.warnings else ""))
-                continue
-            if isinstance(step, reconcile.Adopt):
-                run = step.run
-                view = self._record(view, audit.BATCH_SUBMITTED,
-                                    _submitted_fields(step.batch, step.attempt, run, adopted=True))
-                self._note(rid, "adopted", f"batch {step.batch.index}/{len(view.state.plan)}: adopted "
-                                           f"flow run {run.flow_run_id} ({(run.state or '').lower()}), "
-                                           "submitted by a runner that died before recording it",
-                           {"batch": step.batch.index, "flow_run_id": run.flow_run_id})
-                view = replace(view, run=run, found=NOT_ASKED, contention=None)
-                continue
-            if isinstance(step, reconcile.Submit):
-                n = len(view.state.plan)
-                if self.dry_run:
-                    self._note(rid, "submit", f"would submit batch {step.batch.index}/{n} "
-                                              f"({len(step.batch.models)} model(s)"
-                                              + (", full refresh" if step.batch.full_refresh else "")
-                                              + (", heavy" if step.batch.heavy else "") + ")",
-                               {"batch": step.batch.index})
-                    return _Advance()
-                token = self._fence()
-                self.fault("before_submit")
-                assert approved is not None and view.validation is not None
-                self._unrecorded = True
-                run = self.executor.submit(approved, view.validation, view.state, step.batch, step.attempt)
-                self.fault("after_submit_before_audit")
-                view = self._record(view, audit.BATCH_SUBMITTED,
-                                    {**_submitted_fields(step.batch, step.attempt, run, adopted=False),
-                                     "lock": token})
-                self._unrecorded = False
-                where = f" {run.url}" if run.url else ""
-                self._note(rid, "submitted", f"batch {step.batch.index}/{n} submitted: flow run "
-                                             f"{run.flow_run_id}{where}",
-                           {"batch": step.batch.index, "flow_run_id": run.flow_run_id, "url": run.url})
-                view = replace(view, run=run, found=NOT_ASKED, contention=None)
-                continue
-            if isinstance(step, reconcile.RecordRunning):
-                rec = step.record
-                view = self._record(view, audit.BATCH_RUNNING, {"batch": rec.index, "attempt": rec.attempt,
-                                                                "flow_run_id": rec.flow_run_id})
-                self._note(rid, "running", f"batch {rec.index}/{len(view.state.plan)} running "
-                                           f"(flow run {rec.flow_run_id})")
-                continue
-            if isinstance(step, reconcile.RecordRunningLong):
-                view = self._record_running_long(view, step)
-                continue
-            if isinstance(step, reconcile.RecordFinished):
-                self.fault("after_run_final_before_audit")
-                view = self._record(view, audit.BATCH_FINISHED, _finished_fields(step))
-                got = step.run.counts if step.run else {}
-                counts = ", ".join(f"{k} {v}" for k, v in sorted(got.items()))
-                self._note(rid, "batch_finished",
-                           f"batch {step.record.index}/{len(view.state.plan)} {step.state}"
-                           + (f" ({counts})" if counts else "") + (f": {step.reason}" if step.reason else ""),
-                           {"batch": step.record.index, "state": step.state})
-                view = replace(view, run=NOT_ASKED, found=NOT_ASKED, contention=None, now=self.clock.now())
-                continue
-            if isinstance(step, reconcile.Finish):
-                self.fault("before_request_finished")
-                s = view.state
-                finished: dict[str, Any] = {
-                    "outcome": step.outcome, "reason": step.reason, "batches_completed": s.completed,
-                    "batches_total": len(s.plan)}
-                if s.content_hash is None and view.approved is not None:
-                    finished["content_hash"] = view.approved.content_hash
-                view = self._record(view, audit.REQUEST_FINISHED, finished)
-                self._note(rid, step.outcome, f"{step.outcome}: {step.reason}")
-                if step.outcome in (audit.FAILED, audit.NEEDS_OPERATOR):
-                    self.report.problems.append(rid)
-                return _Advance(state=view.state)
-            if isinstance(step, reconcile.Wait):
-                s = view.state
-                if (s.waiting_kind, s.waiting_batch) != (step.kind, step.batch):
-                    fields: dict[str, Any] = {"kind": step.kind, "reason": step.reason, "batch": step.batch}
-                    if step.until is not None:
-                        fields["until"] = _iso(step.until)
-                    view = self._record(view, audit.WAITING, fields)
-                self._note(rid, "waiting", f"waiting ({step.kind}): {step.reason}", {"kind": step.kind})
-                queue = step.kind == audit.QUEUE_BUSY
-                return _Advance(active=step.kind in (audit.PAUSE, audit.QUEUE_BUSY, audit.AFTER_REQUEST),
-                                wake=step.until if step.kind == audit.PAUSE else None, state=view.state,
-                                promised=_promise(rid, view.contention) if queue else None)
-            if isinstance(step, reconcile.Idle):
-                if step.active:
-                    self._note(rid, "idle", step.reason)
-                return _Advance(active=step.active, state=view.state)
-            raise AssertionError(f"unhandled step {step!r}")
+            handler = _HANDLERS.get(type(step))
+            if handler is None:
+                raise AssertionError(f"unhandled step {step!r}")
+            out = handler(self, view, step)
+            if isinstance(out, _Advance):
+                return out
+            view = out
         raise RuntimeError(f"{rid}: no decision after {MAX_STEPS} steps (a rescue-runner bug)")
+
+    # ---- one handler per step: questions answer and return the view; actions record, say what
+    # they did, and return the view to continue with or an ``_Advance`` that ends the request's turn.
+
+    def _on_validate(self, view: View, step: reconcile.Validate) -> View:
+        assert view.approved is not None
+        return replace(view, validation=self.validator.validate(view.approved, view.now, keep=step.keep))
+
+    def _on_ask_run(self, view: View, step: reconcile.AskRun) -> View:
+        return replace(view, run=self.executor.run_state(view.state, step.record))
+
+    def _on_lookup(self, view: View, step: reconcile.Lookup) -> View:
+        return replace(view, found=self.executor.find_run(view.state, step.batch, step.attempt))
+
+    def _on_ask_contention(self, view: View, step: reconcile.AskContention) -> View:
+        decision = self.executor.contention(self._ask(step))
+        if self.dry_run:
+            self._note(view.state.request_id, "queue",
+                       f"queue for batch {step.batch.index}: {decision.summary}")
+        return replace(view, contention=decision)
+
+    def _on_record_validated(self, view: View, step: reconcile.RecordValidated) -> View:
+        self.fault("after_validate_before_audit")
+        validated = _validated_fields(view.approved, step.validation, view.state.attempt)
+        view = self._record(view, audit.REQUEST_VALIDATED, validated)
+        v = step.validation
+        self._note(view.state.request_id, "validated", f"validated: {len(v.batches)} batch(es), fingerprint "
+                                                       f"{reconcile._short(v.fingerprint)}"
+                   + (f"; {len(v.warnings)} warning(s)" if v.warnings else ""))
+        return view
+
+    def _on_adopt(self, view: View, step: reconcile.Adopt) -> View:
+        run = step.run
+        view = self._record(view, audit.BATCH_SUBMITTED,
+                            _submitted_fields(step.batch, step.attempt, run, adopted=True))
+        self._note(view.state.request_id, "adopted",
+                   f"batch {step.batch.index}/{len(view.state.plan)}: adopted "
+                   f"flow run {run.flow_run_id} ({(run.state or '').lower()}), "
+                   "submitted by a runner that died before recording it",
+                   {"batch": step.batch.index, "flow_run_id": run.flow_run_id})
+        return replace(view, run=run, found=NOT_ASKED, contention=None)
+
+    def _on_submit(self, view: View, step: reconcile.Submit) -> View | _Advance:
+        rid, n = view.state.request_id, len(view.state.plan)
+        if self.dry_run:
+            self._note(rid, "submit", f"would submit batch {step.batch.index}/{n} "
+                                      f"({len(step.batch.models)} model(s)"
+                                      + (", full refresh" if step.batch.full_refresh else "")
+                                      + (", heavy" if step.batch.heavy else "") + ")",
+                       {"batch": step.batch.index})
+            return _Advance()
+        token = self._fence()
+        self.fault("before_submit")
+        assert view.approved is not None and view.validation is not None
+        self._unrecorded = True
+        run = self.executor.submit(view.approved, view.validation, view.state, step.batch, step.attempt)
+        self.fault("after_submit_before_audit")
+        view = self._record(view, audit.BATCH_SUBMITTED,
+                            {**_submitted_fields(step.batch, step.attempt, run, adopted=False),
+                             "lock": token})
+        self._unrecorded = False
+        where = f" {run.url}" if run.url else ""
+        self._note(rid, "submitted",
+                   f"batch {step.batch.index}/{n} submitted: flow run {run.flow_run_id}{where}",
+                   {"batch": step.batch.index, "flow_run_id": run.flow_run_id, "url": run.url})
+        return replace(view, run=run, found=NOT_ASKED, contention=None)
+
+    def _on_record_running(self, view: View, step: reconcile.RecordRunning) -> View:
+        rec = step.record
+        view = self._record(view, audit.BATCH_RUNNING, {"batch": rec.index, "attempt": rec.attempt,
+                                                        "flow_run_id": rec.flow_run_id})
+        self._note(view.state.request_id, "running", f"batch {rec.index}/{len(view.state.plan)} running "
+                                                     f"(flow run {rec.flow_run_id})")
+        return view
+
+    def _on_record_finished(self, view: View, step: reconcile.RecordFinished) -> View:
+        self.fault("after_run_final_before_audit")
+        view = self._record(view, audit.BATCH_FINISHED, _finished_fields(step))
+        got = step.run.counts if step.run else {}
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(got.items()))
+        self._note(view.state.request_id, "batch_finished",
+                   f"batch {step.record.index}/{len(view.state.plan)} {step.state}"
+                   + (f" ({counts})" if counts else "") + (f": {step.reason}" if step.reason else ""),
+                   {"batch": step.record.index, "state": step.state})
+        return replace(view, run=NOT_ASKED, found=NOT_ASKED, contention=None, now=self.clock.now())
+
+    def _on_finish(self, view: View, step: reconcile.Finish) -> _Advance:
+        self.fault("before_request_finished")
+        s, rid = view.state, view.state.request_id
+        finished: dict[str, Any] = {
+            "outcome": step.outcome, "reason": step.reason, "batches_completed": s.completed,
+            "batches_total": len(s.plan)}
+        if s.content_hash is None and view.approved is not None:
+            finished["content_hash"] = view.approved.content_hash
+        view = self._record(view, audit.REQUEST_FINISHED, finished)
+        self._note(rid, step.outcome, f"{step.outcome}: {step.reason}")
+        if step.outcome in (audit.FAILED, audit.NEEDS_OPERATOR):
+            self.report.problems.append(rid)
+        return _Advance(state=view.state)
+
+    def _on_wait(self, view: View, step: reconcile.Wait) -> _Advance:
+        s, rid = view.state, view.state.request_id
+        if (s.waiting_kind, s.waiting_batch) != (step.kind, step.batch):
+            fields: dict[str, Any] = {"kind": step.kind, "reason": step.reason, "batch": step.batch}
+            if step.until is not None:
+                fields["until"] = _iso(step.until)
+            view = self._record(view, audit.WAITING, fields)
+        self._note(rid, "waiting", f"waiting ({step.kind}): {step.reason}", {"kind": step.kind})
+        queue = step.kind == audit.QUEUE_BUSY
+        return _Advance(active=step.kind in (audit.PAUSE, audit.QUEUE_BUSY, audit.AFTER_REQUEST),
+                        wake=step.until if step.kind == audit.PAUSE else None, state=view.state,
+                        promised=_promise(rid, view.contention) if queue else None)
+
+    def _on_idle(self, view: View, step: reconcile.Idle) -> _Advance:
+        if step.active:
+            self._note(view.state.request_id, "idle", step.reason)
+        return _Advance(active=step.active, state=view.state)
 
     def _record_running_long(self, view: View, step: reconcile.RecordRunningLong) -> View:
         rec = step.record
@@ -559,6 +570,24 @@ class Runner:
             return  # --wait: say it once, not on every pass
         self._said[rid] = message
         self.say(f"{rid}: {prefix}{message}")
+
+# Which handler answers each step of ``reconcile.next_step`` (a step type missing here is a bug).
+_HANDLERS: dict[type, Callable[[Runner, View, Any], View | _Advance]] = {
+    reconcile.Validate: Runner._on_validate,
+    reconcile.AskRun: Runner._on_ask_run,
+    reconcile.Lookup: Runner._on_lookup,
+    reconcile.AskContention: Runner._on_ask_contention,
+    reconcile.RecordValidated: Runner._on_record_validated,
+    reconcile.Adopt: Runner._on_adopt,
+    reconcile.Submit: Runner._on_submit,
+    reconcile.RecordRunning: Runner._on_record_running,
+    reconcile.RecordRunningLong: Runner._record_running_long,
+    reconcile.RecordFinished: Runner._on_record_finished,
+    reconcile.Finish: Runner._on_finish,
+    reconcile.Wait: Runner._on_wait,
+    reconcile.Idle: Runner._on_idle,
+}
+
 
 
 @dataclass

@@ -22,6 +22,10 @@ SELECTABLE_TYPES = frozenset({"model", "seed", "snapshot"})
 # (``node_digests``), which plan fingerprints cover for the selected nodes and their ancestors.
 CONFIG_KEYS = ("materialized", "full_refresh", "incremental_strategy", "event_time", "begin",
                "batch_size", "tags", "meta", "unique_key", "enabled", "on_schema_change")
+# Everything the package reads from a node's config (the digest keys, plus what the post-merge
+# guard compares: where the table lives and how microbatch reloads): an in-memory manifest is
+# turned into manifest.json's shape with these, so both sides of a comparison hold the same keys.
+MANIFEST_CONFIG_KEYS = (*CONFIG_KEYS, "lookback", "alias", "schema", "database")
 
 # Top-level manifest sections whose entries have graph edges when parent_map is absent.
 _EDGE_SECTIONS = (

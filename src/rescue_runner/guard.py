@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 # Config keys that change what a model's table holds or how it is built (tags, meta, docs,
@@ -179,4 +179,6 @@ def _norm(value: Any) -> str:
     import json
 
     value = getattr(value, "value", value)  # enums from dbt's in-memory config
+    if isinstance(value, datetime | date):  # manifest.json writes them in ISO form (microbatch `begin`)
+        value = value.isoformat()
     return json.dumps(value, sort_keys=True, default=str)

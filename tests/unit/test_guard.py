@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from rescue_runner.graph import MANIFEST_CONFIG_KEYS
 from rescue_runner.guard import (
+    DATA_CONFIG_KEYS,
     Change,
     Coverage,
     StaleModel,
@@ -63,3 +65,23 @@ def test_alerts_group_by_commit_and_status_lines_say_since_when() -> None:
         {"abc123def4567890": ["a", "b"], "fff": ["c"]}
     [line] = stale_lines([a.to_dict()], datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
     assert line.startswith("a: stale on main since abc123def456, 3 h (+3 downstream table(s)); rescue a+")
+
+
+def test_an_in_memory_parse_compares_equal_to_the_same_project_in_manifest_json() -> None:
+    """The branch side may come from dbt's in-memory manifest (a cached parse writes no
+    manifest.json), shaped with MANIFEST_CONFIG_KEYS only; production's manifest.json holds every
+    config key. Unchanged models must not look changed (schema, alias, lookback were missing)."""
+    assert set(DATA_CONFIG_KEYS) <= set(MANIFEST_CONFIG_KEYS)
+    full = {"materialized": "view", "schema": "staging", "alias": None, "lookback": 1, "database": None,
+            "persist_docs": {}, "grants": {}, "quoting": {}, "column_types": {}}
+    prod = manifest(node("stg_orders", "1", **full))
+    shaped = {k: v for k, v in {**prod["nodes"]["model.p.stg_orders"]["config"]}.items()
+              if k in MANIFEST_CONFIG_KEYS}
+    branch = manifest({**prod["nodes"]["model.p.stg_orders"], "config": shaped})
+    assert changed_models(branch, prod) == []
+    # dbt's in-memory config holds a datetime where manifest.json has its ISO text (microbatch begin).
+    micro = manifest(node("events", "2", begin="2026-01-01T00:00:00", batch_size="month"))
+    in_memory = manifest(node("events", "2", begin=datetime(2026, 1, 1), batch_size="month"))
+    assert changed_models(in_memory, micro) == []
+    moved = manifest({**prod["nodes"]["model.p.stg_orders"], "config": {**shaped, "schema": "marts"}})
+    assert [c.what for c in changed_models(moved, prod)] == ["config"]

@@ -384,12 +384,12 @@ def load_manifest(path: Path) -> Any:
 def manifest_as_dict(manifest: Any) -> dict[str, Any]:
     """The subset of manifest.json the graph code reads, built from the in-memory Manifest
     (serialising the whole manifest would cost seconds on large projects)."""
-    from ..graph import CONFIG_KEYS
+    from ..graph import MANIFEST_CONFIG_KEYS
 
     nodes: dict[str, Any] = {}
     for uid, node in manifest.nodes.items():
         cfg = node.config
-        config = {k: getattr(cfg, k, None) for k in CONFIG_KEYS}
+        config = {k: getattr(cfg, k, None) for k in MANIFEST_CONFIG_KEYS}
         config["meta"] = dict(getattr(cfg, "meta", {}) or {})
         nodes[uid] = {
             "unique_id": uid,

@@ -147,14 +147,13 @@ def _run_step(step: dict[str, Any], workspace: Path, env: dict[str, str]) -> sub
                           check=False)
 
 
-@pytest.mark.slow
-def test_validate_workflow_steps_treat_pull_request_files_as_data(tmp_path: Path) -> None:
+def base_and_pull_request(ws: Path) -> tuple[Path, str, Path]:
+    """A dbt repository after `rescue init --ci github` (the base, committed) and a clone of it as
+    the pull request's checkout: (base folder, base commit, head folder)."""
     from test_onboarding import make_dbt_repo
 
     from rescue_runner.cli import main
 
-    ws = tmp_path / "workspace"
-    ws.mkdir()
     base = make_dbt_repo(ws / "base")
     cwd = Path.cwd()
     os.chdir(base)
@@ -169,6 +168,17 @@ def test_validate_workflow_steps_treat_pull_request_files_as_data(tmp_path: Path
     _git(ws, "clone", "-q", str(base), str(head))
     _git(head, "config", "user.name", "Pull Request")
     _git(head, "config", "user.email", "pr@example.com")
+    return base, base_sha, head
+
+
+@pytest.mark.slow
+def test_validate_workflow_steps_treat_pull_request_files_as_data(tmp_path: Path) -> None:
+
+
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    cwd = Path.cwd()
+    base, base_sha, head = base_and_pull_request(ws)
     ok = head / "rescues" / "2026-11-23-int-orders.yaml"
     ok.write_text("version: 1\nreason: \"int_orders double-counted refunds; rebuild downstream\"\n"
                   "requested_by: pr@example.com\nselect: int_orders+\nbatches:\n  max_models: 3\n")
@@ -220,26 +230,11 @@ def test_validate_workflow_says_which_tables_a_model_change_leaves_stale(tmp_pat
     """A pull request edits int_orders.sql (with Jinja dbt could not even parse) and adds a model:
     the comment names the stale production tables and the request to add, from the BASE graph;
     once the pull request carries a covering request, the comment says so."""
-    from test_onboarding import make_dbt_repo
 
-    from rescue_runner.cli import main
 
     ws = tmp_path / "workspace"
     ws.mkdir()
-    base = make_dbt_repo(ws / "base")
-    cwd = Path.cwd()
-    os.chdir(base)
-    try:
-        assert main(["init", "--ci", "github", "--timezone", "UTC"]) == 0
-    finally:
-        os.chdir(cwd)
-    _git(base, "add", "-A")
-    _git(base, "commit", "-qm", "rescue init")
-    base_sha = _git(base, "rev-parse", "HEAD")
-    head = ws / "head"
-    _git(ws, "clone", "-q", str(base), str(head))
-    _git(head, "config", "user.name", "Pull Request")
-    _git(head, "config", "user.email", "pr@example.com")
+    base, base_sha, head = base_and_pull_request(ws)
     sql = head / "transform" / "models" / "intermediate" / "int_orders.sql"
     # Parsing this (or running anything of the pull request) would fail or leave PWNED behind.
     sql.write_text(sql.read_text() + "\n-- {{ run_query('select 1') }} {% do exceptions.raise('PWNED') %}\n")

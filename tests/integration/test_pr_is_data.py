@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ci_templates import MARKER, REPO, _git, _run_step, _step, load
+from test_ci_templates import MARKER, REPO, _git, _run_step, _step, base_and_pull_request, load
 
 BIN = Path(sys.executable).parent
 SECRET = "s3cr3t-" + "value-4242"
@@ -34,27 +34,12 @@ def _ours(line: str) -> bool:
 @pytest.fixture(scope="module")
 def pr(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """A base repository (rescue init'ed) and a pull request checkout with hostile dbt code."""
-    from test_onboarding import make_dbt_repo
 
-    from rescue_runner.cli import main
 
     tmp = tmp_path_factory.mktemp("pr")
     ws = tmp / "workspace"
     ws.mkdir()
-    base = make_dbt_repo(ws / "base")
-    cwd = Path.cwd()
-    os.chdir(base)
-    try:
-        assert main(["init", "--ci", "github", "--timezone", "UTC"]) == 0
-    finally:
-        os.chdir(cwd)
-    _git(base, "add", "-A")
-    _git(base, "commit", "-qm", "rescue init")
-    base_sha = _git(base, "rev-parse", "HEAD")
-    head = ws / "head"
-    _git(ws, "clone", "-q", str(base), str(head))
-    _git(head, "config", "user.name", "Pull Request")
-    _git(head, "config", "user.email", "pr@example.com")
+    base, base_sha, head = base_and_pull_request(ws)
     outside = tmp / "outside"
     proj = head / "transform"
     text = (proj / "dbt_project.yml").read_text()

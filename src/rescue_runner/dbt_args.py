@@ -149,6 +149,7 @@ def dbt_build_args(
     event_time_end: datetime | None = None,
     fast_test_edges: bool = True,
     write_json: bool = True,
+    cache_selected_only: bool = False,
 ) -> list[str]:
     """The argument list of ``dbt build`` for one batch (never ``--vars``).
 
@@ -158,7 +159,10 @@ def dbt_build_args(
     tests into the build graph in linear time (minutes saved on large projects).
     ``write_json=False`` adds ``--no-write-json``: dbt then skips rewriting the whole
     manifest.json (seconds on large projects) and the caller writes run_results.json
-    from the returned result. Refuses ``full_refresh`` together with an event-time
+    from the returned result. ``cache_selected_only`` adds ``--cache-selected-only``: dbt
+    then lists the relations of the batch's schemas only, not of every schema in the project,
+    before running (a schema it did not list is queried when a node asks for it).
+    Refuses ``full_refresh`` together with an event-time
     window: dbt would then replace the whole microbatch table with only the window.
     """
     if (event_time_start is None) != (event_time_end is None):
@@ -183,6 +187,8 @@ def dbt_build_args(
         args.append("--use-fast-test-edges")
     if not write_json:
         args.append("--no-write-json")
+    if cache_selected_only:
+        args.append("--cache-selected-only")
     return args
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rescue_runner.adapters import dbt_lean
 from rescue_runner.adapters.dbt_cache import cached_parse, tree_revision
 from rescue_runner.dbt_args import (
     DBT_ENV_OVERRIDES,
@@ -124,7 +125,7 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
     })
     profiles_dir = profiles_dir or os.environ.get("DBT_PROFILES_DIR")  # the worker's own, if any
     with tempfile.TemporaryDirectory(prefix="rescue-dbt-") as tmp, _without_dbt_env(log), \
-            _releasing_connections(log), fast_cycle_check():
+            _releasing_connections(log), fast_cycle_check(), dbt_lean.lean_invocations():
         project_dir, profiles_dir = checkout.project_dirs(*repo, dbt_project_path, profiles_dir, summary)
         checkout.check_profile_paths(project_dir, profiles_dir, target)
         work = Path(tmp) / "target"
@@ -133,7 +134,7 @@ def _run(log: Any, summary: dict[str, Any], out_dir: Path, dbt_selects: dict[str
         build_args = dbt_build_args(select=select, exclude=exclude, target_path=str(work),
                                     full_refresh=full_refresh, event_time_start=start,
                                     event_time_end=end, fast_test_edges=fast_test_edges,
-                                    write_json=False, **common)
+                                    write_json=False, cache_selected_only=dbt_lean.enabled(), **common)
         summary["dbt_args"] = build_args
         log.info("dbt %s", " ".join(build_args))
 

@@ -34,6 +34,10 @@ class DbtSettings:
     state: Path | str | None = None  # folder holding a state manifest.json for `state:` selectors
     history: Path | str | None = None  # run_results.json files used for estimates
     adapter: str | None = None  # the dbt adapter CI installs beside rescue-runner (dbt-<adapter>)
+    # Set by rescue-runner, never read from rescue.yaml: "<commit sha>:<folder>" when project_dir
+    # is a folder of a clean tree of that commit written by rescue-runner (trusted.dbt_at). It
+    # keys the parse cache instead of a content hash of the tree (adapters/dbt_cache.py).
+    revision: str | None = None
 
 
 @dataclass(frozen=True)

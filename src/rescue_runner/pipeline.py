@@ -101,7 +101,8 @@ def open_dbt(config: Config) -> DbtProject:
             if not is_url(d.manifest):
                 raise
             raise RescueError(exc.message.replace(str(local), display(d.manifest)), hint=exc.hint) from None
-    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=state)
+    return DbtProject.from_project(d.project_dir, d.profiles_dir, d.target, state_dir=state,
+                                   revision=d.revision)
 
 
 def cache_root(config: Config) -> Path:

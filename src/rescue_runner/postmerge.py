@@ -108,6 +108,7 @@ def _check(w: Wiring, cfg: Config, now: datetime, report: GuardReport, *, dry_ru
 def _branch_project(w: Wiring, cfg: Config, tip: str) -> tuple[DbtProject, str, dict[str, Any]]:
     """The protected branch's dbt project at ``tip``, parsed from a clean tree of that commit."""
     from .adapters.dbt import DbtProject, manifest_as_dict
+    from .adapters.dbt_cache import tree_revision
     from .adapters.git_checkout import tree_at
     from .graph import load_manifest_json
 
@@ -117,12 +118,13 @@ def _branch_project(w: Wiring, cfg: Config, tip: str) -> tuple[DbtProject, str, 
     except ValueError:
         raise RescueError(f"{cfg.dbt.project_dir}: the dbt project is outside the repository") from None
     rel = "" if rel == "." else rel
-    _, tree = tree_at(root, tip, cfg.root / ".rescue" / "trees")
+    sha, tree = tree_at(root, tip, cfg.root / ".rescue" / "trees")
     profiles = cfg.dbt.profiles_dir
     with contextlib.suppress(ValueError):  # profiles outside the repository (CI secrets) stay where they are
         profiles = tree / profiles.resolve().relative_to(root)
     project_dir = tree / rel if rel else tree
-    project = DbtProject.from_project(project_dir, profiles, cfg.dbt.target)
+    project = DbtProject.from_project(project_dir, profiles, cfg.dbt.target,
+                                      revision=tree_revision({"commit": sha, "path": str(project_dir)}))
     written = project_dir / "target" / "manifest.json"
     manifest: dict[str, Any] = (load_manifest_json(written) if written.is_file()
                                 else manifest_as_dict(project.manifest))

@@ -67,10 +67,11 @@ def dbt_at(config: Config, root: Path, ref: str) -> Config:
     production manifest) are kept; a manifest path inside the repository is read from the tree
     when the commit holds it, else from the working tree (an artifact the job downloaded).
     """
+    from .adapters.dbt_cache import tree_revision
     from .adapters.git import git_dir
     from .adapters.git_checkout import tree_at
 
-    _, tree = tree_at(root, ref, git_dir(root) / "rescue-runner")
+    sha, tree = tree_at(root, ref, git_dir(root) / "rescue-runner")
 
     def moved(path: Path | None) -> Path | None:
         if path is None:
@@ -86,8 +87,16 @@ def dbt_at(config: Config, root: Path, ref: str) -> Config:
         in_tree = moved(d.manifest)
         if in_tree is not None and in_tree.exists():
             manifest = in_tree
-    dbt = dataclasses.replace(d, project_dir=moved(d.project_dir) or d.project_dir,
-                              profiles_dir=moved(d.profiles_dir) or d.profiles_dir, manifest=manifest)
+    project_dir = moved(d.project_dir) or d.project_dir
+    revision = None
+    if project_dir != d.project_dir:
+        # A folder of the commit's clean tree: the commit names what dbt parses there, so the
+        # parse cache need not hash the tree (its path is in the key too: a parse records where
+        # it ran). Nothing rescue-runner runs adds files to it (no `dbt deps`).
+        revision = tree_revision({"commit": sha, "path": str(project_dir)})
+    dbt = dataclasses.replace(d, project_dir=project_dir,
+                              profiles_dir=moved(d.profiles_dir) or d.profiles_dir, manifest=manifest,
+                              revision=revision)
     return dataclasses.replace(config, dbt=dbt)
 
 

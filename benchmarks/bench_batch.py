@@ -280,19 +280,29 @@ def flow_batches(root: Path, tmp: Path, model: str, env: dict[str, str], batches
                      "prefect": {"run_results_storage_path": str(tmp / "runs")}}}
     env = {**env, "RESCUE_CACHE_DIR": str(tmp / "cache"), "PREFECT_HOME": str(tmp / "prefect-home")}
     print(f"one-model batch ({model}) through the flow, fresh process per batch (embedded):")
-    for k in range(1, batches + 1):
+    # After the first batch, later ones interleaved with the same batch on dbt's own path
+    # (RESCUE_DBT_LEAN=off: no dbt_lean hooks, no --cache-selected-only) as the in-run baseline.
+    lean = [True] + [True, False] * max(1, batches - 1)
+    works: dict[bool, list[float]] = {True: [], False: []}
+    for k, on in enumerate(lean, start=1):
         cmd = [sys.executable, "-c", _FLOW, json.dumps({**args, "attempt": k})]
-        wall, out = timed_run(cmd, env, root)
+        wall, out = timed_run(cmd, env if on else {**env, "RESCUE_DBT_LEAN": "off"}, root)
         info = json.loads(next(ln for ln in out.splitlines() if ln.startswith("BENCH "))[6:])
         if info["state"] != "COMPLETED":
             raise SystemExit(f"batch {k} ended {info['state']}")
         st = info["steps"]
         work = sum(st.get(x, 0.0) for x in ("parse", "build", "docs"))
-        label = "first batch of the commit" if k == 1 else f"batch {k}, commit parsed before"
+        works[on].append(work)
+        label = ("first batch of the commit" if k == 1 else f"batch {k}, commit parsed before"
+                 + ("" if on else ", dbt's own path"))
         print(f"  {label:<32} flow work {work:5.2f} s (parse {st.get('parse', 0):.2f} [{info['manifest']}]"
               f" + build {st.get('build', 0):.2f} + docs {st.get('docs', 0):.2f}); whole process "
               f"{wall:.1f} s, of which Prefect's temporary server and run bookkeeping "
-              f"{info['wall'] - work:.1f} s" + ("  (target: flow work < 5 s)" if k > 1 else ""))
+              f"{info['wall'] - work:.1f} s" + ("  (target: flow work < 5 s)" if k > 1 and on else ""))
+    first, later, plain = works[True][0], statistics.median(works[True][1:]), statistics.median(works[False])
+    print(f"  flow work of a later batch: median {later:.2f} s (target < 5 s) beside the first batch's "
+          f"{first:.2f} s ({first / later:.1f}x less) and dbt's own path's {plain:.2f} s "
+          f"-> {later / plain:.2f}x")
 
 
 def _in_process(root: Path, batch: list[str]) -> None:

@@ -2,8 +2,9 @@
 
 Part 1, the bundled example (examples/lakehouse, built into a temp dir): wall time of one
 batch (int_orders + mart_revenue) through ``execution.submit_batch`` in embedded mode in a
-fresh process (what `rescue apply` without a server costs), against a fresh
-``dbt build --select`` of the same models. Prints both, the ratio, and where the time goes.
+fresh process (what `rescue apply` without a server costs: no Prefect, the run goes to the
+local run record), against a fresh ``dbt build --select`` of the same models, interleaved
+rounds, medians. Prints both, the ratio, and where the time goes.
 
 Part 2, a synthetic project of ``--models`` trivial DuckDB view models (layers with
 fan-out and fan-in, one not_null test each): the per-invocation overhead of dbt's graph
@@ -33,9 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                 # a loaded machine can take longer than Prefect's default 20 s to start its temporary server
-                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 BATCH = ("model.lakehouse.int_orders", "model.lakehouse.mart_revenue")
 
 
@@ -83,8 +82,7 @@ _EMBEDDED = textwrap.dedent("""
     out = {}
     manifest = None
     if a["mode"] == "apply":
-        # What `rescue apply` does before its first batch: warm up Prefect, parse for planning.
-        execution.warm_up(config)
+        # What `rescue apply` does before its first batch: parse the approved commit for planning.
         from rescue_runner.adapters.dbt import DbtProject
         from rescue_runner.adapters.git_checkout import tree_at
         # Batches build the approved commit's tree; a manifest parsed there is reused by the flow.
@@ -103,6 +101,7 @@ _EMBEDDED = textwrap.dedent("""
         summary = json.loads((Path(run.artifacts_dir) / "summary.json").read_text())
         out[f"batch{attempt}"] = {"state": run.state, "wall": time.perf_counter() - t1,
                                   "steps": summary["seconds"]}
+    out["prefect_imported"] = any(m.split(".")[0] == "prefect" for m in sys.modules)
     print("BENCH " + json.dumps(out))
 """)
 
@@ -121,7 +120,7 @@ def bench_example(repeat: int) -> None:
         for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=b@b",
                                                      "commit", "-qm", "example"]):
             subprocess.run(["git", *args], cwd=root, check=True)
-        env = clean_env({"LAKEHOUSE_DB": str(ex.db_path), "PREFECT_HOME": str(Path(tmp) / "prefect-home")})
+        env = clean_env({"LAKEHOUSE_DB": str(ex.db_path)})
         names = [m.rsplit(".", 1)[1] for m in BATCH]
         plain_cmd = [*dbt_cmd(), "build", "--select", *names, "--project-dir", str(ex.project_dir),
                      "--profiles-dir", str(ex.profiles_dir), "--target", "dev"]
@@ -139,9 +138,11 @@ def bench_example(repeat: int) -> None:
             for key, b in info.items():
                 if key.startswith("batch") and b["state"] != "COMPLETED":
                     raise SystemExit(f"embedded {key} ended {b['state']}")
+            if info["prefect_imported"]:
+                raise SystemExit("an embedded batch imported prefect")
             return wall, info
 
-        first, _ = embedded("cold")  # creates the Prefect database in PREFECT_HOME (one-off)
+        first, _ = embedded("cold")  # fills the parse cache of the commit (one-off, as on a new runner)
         timed_run(plain_cmd, env, ex.project_dir.parent)  # partial parsing warm for plain dbt too
         plain, cold, apply = [], [], []
         for _ in range(repeat):
@@ -159,16 +160,16 @@ def bench_example(repeat: int) -> None:
         print(f"plain `dbt build --select {' '.join(names)}`, fresh process: median {p:.2f} s {_fmt(plain)}")
         print(f"rescue embedded, fresh process, one batch:             median {c:.2f} s "
               f"{_fmt([w for w, _ in cold])}  -> {c / p:.2f}x plain (target <= 1.5x)")
-        print(f"  first ever run (creates the Prefect database): {first:.2f} s")
+        print(f"  first run on this machine (fills the parse cache of the commit): {first:.2f} s")
         print(f"  imports + config + graph {c_setup:.2f} s; submit_batch {c_batch:.2f} s, of which dbt "
               f"parse {steps['parse']:.2f} + build {steps['build']:.2f} + docs {steps['docs']:.2f} s and "
-              f"Prefect (import, temporary server start, run bookkeeping) "
+              f"the rest (dbt import, commit tree, local run record) "
               f"{c_batch - sum(steps.values()):.2f} s; exit {c - c_setup - c_batch:.2f} s")
-        print("as `rescue apply` runs it (Prefect warmed up in the background while planning parses the "
-              "project; the flow reuses that manifest):")
-        print(f"  planning parse (validation needs it anyway), overlapping the server start: {a_setup:.2f} s")
+        print("as `rescue apply` runs it (planning parses the approved commit; the batch reuses that "
+              "manifest):")
+        print(f"  planning parse (validation needs it anyway): {a_setup:.2f} s")
         print(f"  batch 1: {a1:.2f} s -> {a1 / p:.2f}x plain  (dbt build {a_steps['build']:.2f} + docs "
-              f"{a_steps['docs']:.2f} s; rest Prefect: waiting for the server, run bookkeeping)")
+              f"{a_steps['docs']:.2f} s; rest: commit tree, local run record)")
         print(f"  batch 2 in the same process: {a2:.2f} s -> {a2 / p:.2f}x plain")
 
 
@@ -278,7 +279,7 @@ def flow_batches(root: Path, tmp: Path, model: str, env: dict[str, str], batches
     args = {"root": str(root), "manifest": str(root / "target" / "manifest.json"), "model": uid,
             "data": {"dbt": {"project_dir": str(root), "profiles_dir": str(root)},
                      "prefect": {"run_results_storage_path": str(tmp / "runs")}}}
-    env = {**env, "RESCUE_CACHE_DIR": str(tmp / "cache"), "PREFECT_HOME": str(tmp / "prefect-home")}
+    env = {**env, "RESCUE_CACHE_DIR": str(tmp / "cache")}
     print(f"one-model batch ({model}) through the flow, fresh process per batch (embedded):")
     # After the first batch, later ones interleaved with the same batch on dbt's own path
     # (RESCUE_DBT_LEAN=off: no dbt_lean hooks, no --cache-selected-only) as the in-run baseline.
@@ -297,7 +298,7 @@ def flow_batches(root: Path, tmp: Path, model: str, env: dict[str, str], batches
                  + ("" if on else ", dbt's own path"))
         print(f"  {label:<32} flow work {work:5.2f} s (parse {st.get('parse', 0):.2f} [{info['manifest']}]"
               f" + build {st.get('build', 0):.2f} + docs {st.get('docs', 0):.2f}); whole process "
-              f"{wall:.1f} s, of which Prefect's temporary server and run bookkeeping "
+              f"{wall:.1f} s, of which commit tree and run bookkeeping "
               f"{info['wall'] - work:.1f} s" + ("  (target: flow work < 5 s)" if k > 1 and on else ""))
     first, later, plain = works[True][0], statistics.median(works[True][1:]), statistics.median(works[False])
     print(f"  flow work of a later batch: median {later:.2f} s (target < 5 s) beside the first batch's "
@@ -311,7 +312,7 @@ def _in_process(root: Path, batch: list[str]) -> None:
     from dbt.cli.main import dbtRunner
 
     from rescue_runner.dbt_args import dbt_build_args, dbt_docs_args, dbt_parse_args
-    from rescue_runner.flows.transform_and_catalog import fast_cycle_check
+    from rescue_runner.flows.batch import fast_cycle_check
 
     project = dict(project_dir=str(root), profiles_dir=str(root))
     work = root / "bench-target"

@@ -46,7 +46,7 @@ demo_git push -q origin main
 echo "    main: $(demo_git log --oneline -1)  (the request is merged: approved)"
 
 cd "$demo/repo"
-unset PREFECT_API_URL   # embedded: the batches run in this process, state in .rescue/prefect
+unset PREFECT_API_URL   # embedded: the batches run in this process, recorded in .rescue/runs-local
 export DBT_QUIET=true   # dbt's own output is in each run's artifacts (.rescue/runs/<flow run id>/)
 echo
 echo "==> rescue apply --dry-run   (decisions only: no lock, nothing recorded or run)"

@@ -92,7 +92,7 @@ def _test_clock(now: datetime | None) -> datetime | None:
 @click.option("--lease", "lease", type=click.FloatRange(5, 3600), default=600.0, show_default=True,
               help="Seconds the runner lock is valid without renewal.")
 @click.option("-v", "--verbose", is_flag=True,
-              help="Embedded mode: show dbt's and Prefect's output here instead of only in the log file.")
+              help="Embedded mode: show dbt's output here instead of only in the log file.")
 @click.pass_context
 def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, env: str, poll: float,
           timeout: float | None, lease: float, verbose: bool) -> None:
@@ -120,7 +120,7 @@ def apply(ctx: click.Context, wait: bool, dry_run: bool, now: datetime | None, e
                            env=_lock_env(ctx, env), lease_seconds=lease, poll_seconds=poll, timeout=timeout,
                            say=_say)
     if log is not None and report.status != "nothing":
-        _say(f"dbt and Prefect output: {log}; each run's dbt.log, run_results.json and summary.json: "
+        _say(f"dbt output: {log}; each run's dbt.log, run_results.json and summary.json: "
              f"{operate.runs_dir(_config(ctx), Path.cwd())}/<flow run id>/")
     ctx.exit(1 if report.problems else 0)
 
@@ -132,7 +132,7 @@ def _say(line: str) -> None:
 
 
 def _quiet_embedded(verbose: bool) -> Path | None:
-    """Embedded mode (no PREFECT_API_URL) runs dbt and Prefect here: their output goes to a file."""
+    """Embedded mode (no PREFECT_API_URL) runs dbt here: its output goes to a file."""
     from . import quiet
     from .execution import prefect_api_url
 

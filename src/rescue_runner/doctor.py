@@ -84,7 +84,7 @@ def doctor(config_path: Path | None, cwd: Path, *, embedded: bool = False,
             if embedded:
                 return []
             return [Problem("prefect", "PREFECT_API_URL is not set: batches would run in this process "
-                            "(embedded mode) with a temporary server",
+                            "(embedded mode, recorded in .rescue/runs-local)",
                             "export PREFECT_API_URL=http://<server>:4200/api, or pass --embedded if "
                             "that is what you want")]
         from .adapters import prefect_api

@@ -4,9 +4,10 @@ How a planned batch becomes a flow run (``submit_batch``) is decided here and on
 ``executors`` adapts these calls to the runner's ``Executor`` port.
 
 With ``PREFECT_API_URL`` set, batches become flow runs of the ``dbt_rerun``
-deployment and workers run them. Without it, ``submit_batch`` runs the same
-flow in this process (embedded mode: Prefect's temporary local API, state in
-``.rescue/prefect`` of the repository unless ``PREFECT_HOME`` is set).
+deployment and workers run them. Without it, ``submit_batch`` runs the flow's
+body (``flows/batch.py``) in this process (embedded mode), without Prefect: the
+run is recorded in the local run record (``.rescue/runs-local``, see
+``adapters/local_runs.py``) before it starts and when it ends.
 
 Every batch builds an exact commit: a worker gets the repository URL and the
 SHA (``dbt_repo_url``, ``dbt_repo_commit``) and fetches that commit; embedded
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -398,7 +401,7 @@ def submit_batch(
     ``DbtProject.manifest`` used for planning); used only if that is the commit's tree.
     ``context``: the request's context; the run then carries its tags (``rescue``,
     ``rescue:<id>``, ``ticket:<key>``, ``batch:<k>/<n>``, ``full-refresh``) and a markdown
-    context artifact attached right after the run is created (after it ran, embedded).
+    context artifact attached right after the run is created (embedded: before the batch starts).
     ``commit``: the approved commit to build (a SHA or a ref of the repository holding
     rescue.yaml; default HEAD). Never the working tree: uncommitted changes are not built,
     and in server mode a commit the remote does not have fails on the worker.
@@ -416,9 +419,8 @@ def submit_batch(
 
         sha, tree = tree_at(repo_root(config), commit or "HEAD", config.root / ".rescue" / "checkouts")
         params = batch_parameters(batch, selectors, event_time, commit=sha)
-        sub = _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest, tags,
-                            tree)
-        return _with_context(sub, context, api_url=None, prefect_home=_embedded_home(config))
+        return _run_embedded(config, request_id, content_hash, batch, attempt, params, name, manifest, tags,
+                             tree, context)
     from .adapters.git_checkout import commit_of
 
     p = config.prefect
@@ -458,11 +460,10 @@ def submit_batch(
     sub = SubmittedRun(flow_run_id=run.id, url=ui_url(url, run.id), name=name, idempotency_key=key,
                        mode=SERVER, parameters=params, state=run.state_type, message=run.state_message,
                        tags=tuple(run.tags), commit=sha)
-    return _with_context(sub, context, api_url=url, prefect_home=None)
+    return _with_context(sub, context, api_url=url)
 
 
-def _with_context(sub: SubmittedRun, context: RunContext | None, *, api_url: str | None,
-                  prefect_home: Path | None) -> SubmittedRun:
+def _with_context(sub: SubmittedRun, context: RunContext | None, *, api_url: str) -> SubmittedRun:
     """Attach the context artifact to a created run (best effort: the run exists either way)."""
     if context is None:
         return sub
@@ -473,7 +474,7 @@ def _with_context(sub: SubmittedRun, context: RunContext | None, *, api_url: str
     failed = prefect_artifacts.attach_markdown(
         sub.flow_run_id, context_markdown(context), key=artifact_key(context.request_id),
         description=f"rescue {context.request_id}: batch {context.batch} of {len(context.batches)}",
-        api_url=api_url, prefect_home=prefect_home)
+        api_url=api_url)
     if failed is None:
         return sub
     return replace(sub, notes=(*sub.notes, f"context artifact not attached: {failed}"))
@@ -503,54 +504,78 @@ def wait_for_run(config: Config, flow_run_id: str, *, timeout: float, api_url: s
 
 # ---- embedded mode -------------------------------------------------------------------------
 
-def embedded_prefect_home(config: Config) -> Path:
-    """``$PREFECT_HOME`` if set, else ``.rescue/prefect`` of the repository."""
-    env = os.environ.get("PREFECT_HOME")
-    return Path(env) if env else config.root / ".rescue" / "prefect"
+def embedded_runs_home(config: Config) -> Path:
+    """Where embedded mode records its runs: ``.rescue/runs-local`` of the repository.
 
-
-def warm_up(config: Config, *, api_url: str | None = None) -> None:
-    """Embedded mode: start Prefect's temporary local server in the background now.
-
-    Call it first thing in ``rescue apply``: the server's 5-10 s start-up then overlaps
-    with validation and planning instead of delaying the first batch. No-op with a server.
+    One JSON file per run (``adapters/local_runs.py``); ``PREFECT_HOME`` plays no part, as no
+    Prefect API is involved in embedded mode.
     """
-    if (api_url or prefect_api_url()) is not None:
-        return
-    prefect_api.start_temporary_server(_embedded_home(config))
-
-
-def _embedded_home(config: Config) -> Path:
-    home = embedded_prefect_home(config)
-    home.mkdir(parents=True, exist_ok=True)
-    # Before the first prefect import, so settings and the temporary server see it.
-    os.environ.setdefault("PREFECT_HOME", str(home))
-    # Prefect gives its temporary server 20 s to start; a busy CI runner needs longer than that.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    return home
+    return config.root / ".rescue" / "runs-local"
 
 
 def _run_embedded(config: Config, request_id: str, content_hash: str, batch: PlannedBatch,
                   attempt: int, params: Mapping[str, Any], name: str, manifest: Any,
-                  tags: Sequence[str], tree: Path) -> SubmittedRun:
-    home = _embedded_home(config)
-    if config.storage.credentials_block:  # the in-process flow finds the block as a worker would
+                  tags: Sequence[str], tree: Path, context: RunContext | None) -> SubmittedRun:
+    """Run the batch in this process, recorded in the local run record.
+
+    The record is written RUNNING before the batch starts (a runner killed during the batch
+    leaves it so: the next runner adopts the run as an orphan, never reruns it), then COMPLETED
+    or FAILED with dbt's message. An exception in the batch is a FAILED run, never raised here.
+    """
+    from .adapters import local_runs, prefect_artifacts
+    from .flows.batch import build_batch
+    from .redact import redact
+    from .reporting.prefect_run import result_markdown
+
+    home = embedded_runs_home(config)
+    if config.storage.credentials_block:  # the batch finds the block as a worker would
         os.environ.setdefault(storage.CREDENTIALS_BLOCK_ENV, config.storage.credentials_block)
     key = idempotency_key(EMBEDDED, request_id, content_hash, batch.index, attempt)
     local = deployment_parameters(config)  # paths inside the repository -> inside the commit's tree
     local["dbt_project_path"] = str(tree / local["dbt_project_path"])
     local["profiles_dir"] = str(tree / local["profiles_dir"]) if local["profiles_dir"] else \
         str(config.dbt.profiles_dir.resolve())
-    from .flows.transform_and_catalog import preloaded, transform_and_catalog
+    run_id = local_runs.start(home, name=name, tags=tags, parameters=params, idempotency_key=key)
+    notes = []
+    if context is not None:
+        failed = prefect_artifacts.attach_markdown(
+            run_id, context_markdown(context), key=artifact_key(context.request_id),
+            description=f"rescue {context.request_id}: batch {context.batch} of {len(context.batches)}",
+            local_home=home)
+        if failed is not None:
+            notes.append(f"context artifact not attached: {failed}")
+    log = _batch_logger()
 
-    parameters = {**local, **params}
-    with preloaded(parameters, manifest):  # the flow then skips its parse
-        run = prefect_api.run_in_process(transform_and_catalog, parameters, name=name, tags=list(tags),
-                                         prefect_home=home)
-    return SubmittedRun(flow_run_id=run.id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
-                        parameters=params, state=run.state_type, message=run.state_message,
-                        artifacts_dir=str(storage.join(_storage(config), run.id)), tags=tuple(tags),
-                        commit=params.get("dbt_repo_commit"))
+    def on_end(summary: Mapping[str, Any]) -> None:
+        failed = prefect_artifacts.attach_markdown(
+            run_id, result_markdown(summary), key=artifact_key(request_id, "result"),
+            description="rescue batch result", local_home=home)
+        if failed is not None:
+            log.warning("could not attach the result artifact: %s", failed)
+
+    state, message = local_runs.COMPLETED, None
+    try:
+        build_batch(log, run_id, manifest=manifest, on_end=on_end, **{**local, **params})
+    except Exception as exc:  # the batch's failure is its run's state, as on a worker
+        state, message = local_runs.FAILED, redact(f"{type(exc).__name__}: {exc}")
+        log.error("batch %s failed: %s", name, message)
+    local_runs.finish(home, run_id, state, message)
+    return SubmittedRun(flow_run_id=run_id, url=None, name=name, idempotency_key=key, mode=EMBEDDED,
+                        parameters=params, state=state, message=message,
+                        artifacts_dir=str(storage.join(_storage(config), run_id)), tags=tuple(tags),
+                        notes=tuple(notes), commit=params.get("dbt_repo_commit"))
+
+
+def _batch_logger() -> logging.Logger:
+    """The batch's log lines: to stderr (the apply log file when output is captured, see quiet.py)."""
+    log = logging.getLogger("rescue_runner.batch")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 def _storage(config: Config) -> Path | str:

@@ -91,7 +91,8 @@ class ServerExecutor:
 
 
 class EmbeddedExecutor:
-    """Batches run in this process (no PREFECT_API_URL); their runs are read back from the local database.
+    """Batches run in this process (no PREFECT_API_URL); their runs are read back from the local
+    run record (``adapters/local_runs.py``, one file per run in ``.rescue/runs-local``).
 
     An embedded run lives and dies with the runner that started it, and that runner records
     its end before it lets go of the lock. So a run another runner finds not final is an
@@ -100,21 +101,23 @@ class EmbeddedExecutor:
 
     mode = execution.EMBEDDED
     # Embedded runs happen inside the lock holder, which records them before it lets go: one can
-    # only exist unrecorded after a crash, and then the runner looks anyway (recovering). Asking
-    # the local database on every submission would start Prefect's temporary server each time.
+    # only exist unrecorded after a crash, and then the runner looks anyway (recovering).
     lookup_before_submit = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.home = execution.embedded_prefect_home(config)
+        self.home = execution.embedded_runs_home(config)
+
+    def key(self, state: RequestState, batch: PlannedBatch, attempt: int) -> str:
+        return execution.idempotency_key(execution.EMBEDDED, state.request_id, state.content_hash or "",
+                                         batch.index, attempt)
 
     def find_run(self, state: RequestState, batch: PlannedBatch, attempt: int) -> RunView | None:
-        from .adapters import prefect_embedded
+        from .adapters import local_runs
 
-        known = {b.flow_run_id for b in state.history}
-        name = execution.run_name(state.request_id, batch.index)
-        for run in prefect_embedded.find_runs(self.home, execution.run_tag(state.request_id)):
-            if run.name == name and run.id not in known:
+        key = self.key(state, batch, attempt)
+        for run in local_runs.find_runs(self.home, execution.run_tag(state.request_id)):
+            if run.idempotency_key == key:
                 return self._view(run)
         return None
 
@@ -127,9 +130,9 @@ class EmbeddedExecutor:
                        mode=self.mode, commit=sub.commit, **_outcome(self.config, sub.flow_run_id, sub.state))
 
     def run_state(self, state: RequestState, record: BatchRecord) -> RunView | None:
-        from .adapters import prefect_embedded
+        from .adapters import local_runs
 
-        run = prefect_embedded.read_run(self.home, record.flow_run_id or "")
+        run = local_runs.read_run(self.home, record.flow_run_id or "")
         if run is None:
             return RunView(record.flow_run_id or "", MISSING, final=True, mode=self.mode)
         return self._view(run)
@@ -142,7 +145,7 @@ class EmbeddedExecutor:
         outcome = _outcome(self.config, run.id, run.state_type) if final else {}
         return RunView(run.id, run.state_type, final=True, name=run.name, state_name=run.state_name,
                        idempotency_key=run.idempotency_key, mode=self.mode, orphaned=not final,
-                       commit=run.parameters.get("dbt_repo_commit"), **outcome)
+                       started_at=run.start_time, commit=run.parameters.get("dbt_repo_commit"), **outcome)
 
 
 def _submit(config: Config, approved: Approved, validation: Revalidation, state: RequestState,

@@ -81,12 +81,8 @@ def apply(config_path: Path | None, cwd: Path, *, wait: bool = False, dry_run: b
     lock = GitLock(w.remote, env, lease_seconds=lease_seconds, holder=holder)
 
     def make_validator() -> Any:
-        from . import execution
         from .revalidation import BranchValidator
 
-        if not dry_run:
-            # Embedded mode: Prefect's temporary server starts in the background while dbt parses.
-            execution.warm_up(w.source.config())
         return BranchValidator(w.source.config, commit=lambda: w.source.tip, root=w.remote.root)
 
     def make_executor() -> Any:

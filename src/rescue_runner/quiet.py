@@ -1,5 +1,5 @@
-"""Quiet by default: when rescue-runner runs dbt and Prefect in its own process (embedded mode),
-their output goes to a log file and the terminal shows rescue-runner's own lines only.
+"""Quiet by default: when rescue-runner runs dbt in its own process (embedded mode), dbt's output
+and the batch's log lines go to a log file and the terminal shows rescue-runner's own lines only.
 
 ``capture(path)`` points the process's file descriptors 1 and 2 at ``path`` (so dbt's log
 lines, Prefect's console handler, warnings, and what native libraries print at interpreter

@@ -1,4 +1,5 @@
-"""Execution through a real Prefect server and process worker on 127.0.0.1, and embedded mode.
+"""Execution through a real Prefect server and process worker on 127.0.0.1, and embedded mode
+(in-process, recorded in the local run record).
 
 Real dbt-duckdb on a copy of examples/lakehouse, committed and pushed to a bare remote; the
 worker gets the repository URL and the commit, fetches it into its own cache, and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from support.rescue_repo import git as run_git
 from support.rescue_repo import publish
 
 from rescue_runner import execution
-from rescue_runner.adapters import prefect_api, prefect_artifacts
+from rescue_runner.adapters import local_runs, prefect_api, prefect_artifacts
 from rescue_runner.adapters.dbt import DbtProject
 from rescue_runner.config import Config, config_from_data
 from rescue_runner.errors import RescueError
@@ -150,7 +152,7 @@ def test_batch_selectors_select_exactly_each_model(graph: ProjectGraph, dbt_proj
 def test_fast_cycle_check_still_finds_cycles() -> None:
     from dbt.compilation import Linker
 
-    from rescue_runner.flows.transform_and_catalog import fast_cycle_check
+    from rescue_runner.flows.batch import fast_cycle_check
 
     original = Linker.find_cycles
     linker = Linker()
@@ -490,26 +492,30 @@ def test_embedded_mode_runs_the_batch_in_process(
         example_copy: ExampleBuild, graph: ProjectGraph, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.setenv("LAKEHOUSE_DB", str(example_copy.db_path))
     cfg = _config(example_copy)
     publish(cfg.root)
-    execution.warm_up(cfg)  # as `rescue apply` does before planning
     _insert_new_order(example_copy)
 
     run = execution.submit_batch(cfg, "req-embedded", "sha256:e", BATCH_1, 1, graph)
     assert run.mode == "embedded" and run.state == "COMPLETED", run.message
     assert run.commit == run_git(cfg.root, "rev-parse", "HEAD").strip()
     assert run.name == "req-embedded-batch-1" and run.url is None
-    assert (tmp_path / "prefect-home" / "prefect.db").is_file()
     assert _sql(example_copy, f"select count(*) from int_orders where order_id = {NEW_ORDER_ID}") == [(1,)]
     out = Path(str(run.artifacts_dir))
     produced = {p.name for p in out.iterdir()} - {"dbt.log"}
     assert produced == {"run_results.json", "catalog.json", "summary.json"}
     assert execution.contention(cfg, heavy=True).go
+    # The run is in the local run record, final, with who ran it; no Prefect database anywhere.
+    home = execution.embedded_runs_home(cfg)
+    rec = local_runs.record(home, run.flow_run_id)
+    assert rec is not None and rec["state_type"] == "COMPLETED" and rec["name"] == run.name
+    assert rec["idempotency_key"] == run.idempotency_key and rec["pid"] == os.getpid()
+    assert rec["started"] <= rec["ended"] and rec["parameters"]["dbt_repo_commit"] == run.commit
+    assert [r.id for r in local_runs.find_runs(home, "rescue:req-embedded")] == [run.flow_run_id]
+    assert not list(cfg.root.rglob("prefect.db"))
 
-    # A manifest the planner parsed from the commit's tree is reused: the flow does not parse again
-    # (one parsed from the working tree never is: it may hold uncommitted changes).
+    # A manifest the planner parsed from the commit's tree is reused: the flow does not parse again.
     from rescue_runner.adapters.git_checkout import tree_at
 
     _, tree = tree_at(cfg.root, "HEAD", cfg.root / ".rescue" / "checkouts")
@@ -521,25 +527,66 @@ def test_embedded_mode_runs_the_batch_in_process(
     assert again.state == "COMPLETED", again.message
     summary = json.loads((Path(str(again.artifacts_dir)) / "summary.json").read_text())
     assert summary["manifest"].startswith("preloaded") and summary["seconds"]["parse"] == 0.0
-    # Embedded runs carry the same tags and artifacts, in the local Prefect database.
+    # Embedded runs carry the same tags and artifacts, in the local run record: the context
+    # before the batch started, the result when it ended.
     assert {"rescue", "rescue:req-embedded", "ticket:DATA-7", "batch:1/1"} <= set(again.tags)
-    arts = prefect_artifacts.read_markdown(again.flow_run_id, prefect_home=tmp_path / "prefect-home")
-    assert [a.key for a in arts] == ["rescue-req-embedded-result", "rescue-req-embedded"] and not again.notes
-    assert arts[1].data.startswith("# Rescue `req-embedded`: batch 1 of 1")
+    arts = prefect_artifacts.read_markdown(again.flow_run_id, local_home=home)
+    assert [a.key for a in arts] == ["rescue-req-embedded", "rescue-req-embedded-result"] and not again.notes
+    assert arts[0].data.startswith("# Rescue `req-embedded`: batch 1 of 1")
+    assert arts[1].data.startswith("# dbt build succeeded") and "model.lakehouse.stg_orders" in arts[1].data
+
+    # A failing batch is a FAILED run with dbt's message, never an exception into the caller.
+    broken = _with_prefect(cfg, run_results_storage_path=str(tmp_path / "runs-broken"))
+    monkeypatch.setenv("LAKEHOUSE_DB", str(tmp_path / "no-such-dir" / "lake.duckdb"))
+    failed = execution.submit_batch(broken, "req-embedded", "sha256:e", SMALL_BATCH, 2, planned.graph())
+    assert failed.state == "FAILED" and "DbtBuildFailed" in str(failed.message), failed.message
+    rec = local_runs.record(home, failed.flow_run_id)
+    assert rec is not None and rec["state_type"] == "FAILED" and rec["message"] == failed.message
+    result = prefect_artifacts.read_markdown(failed.flow_run_id, local_home=home)[-1]
+    assert result.key == "rescue-req-embedded-result" and result.data.startswith("# dbt build FAILED")
+
+
+def test_an_embedded_batch_imports_no_prefect(example_copy: ExampleBuild, graph: ProjectGraph,
+                                             tmp_path: Path) -> None:
+    """A fresh process that runs one embedded batch never imports prefect (its cold start)."""
+    cfg = _config(example_copy)
+    publish(cfg.root)
+    script = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        from rescue_runner import execution
+        from rescue_runner.config import config_from_data
+        from rescue_runner.graph import graph_from_manifest_dict, load_manifest_json
+        from rescue_runner.model import PlannedBatch
+        config = config_from_data(Path({str(cfg.root)!r}), {{
+            "dbt": {{"project_dir": {str(example_copy.project_dir)!r},
+                     "profiles_dir": {str(example_copy.profiles_dir)!r}, "target": "dev"}},
+            "prefect": {{"run_results_storage_path": {str(tmp_path / "runs")!r}}}}})
+        graph = graph_from_manifest_dict(load_manifest_json({str(example_copy.manifest_path)!r}))
+        run = execution.submit_batch(config, "req-noprefect", "sha256:n",
+                                     PlannedBatch(1, ("model.lakehouse.stg_orders",), False, 1.0), 1, graph)
+        print("RESULT=" + json.dumps([run.state, run.message,
+                                      sorted(m for m in sys.modules if m.split(".")[0] == "prefect")]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DBT_"))}
+    env.update(TELEMETRY_OFF, LAKEHOUSE_DB=str(example_copy.db_path))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state, message, imported = json.loads(proc.stdout.split("RESULT=", 1)[1])
+    assert state == "COMPLETED", message
+    assert imported == []
 
 
 def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """dbt_repo_url/dbt_repo_commit: a bare remote in a temp dir, the project in a subfolder; the
-    commit is fetched by SHA into the worker's cache."""
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
-        temporary_settings,
-    )
+    commit is fetched by SHA into the worker's cache. The flow's body, as a worker's flow run calls it
+    (the Prefect wrapper around it is exercised by the worker tests)."""
+    import logging
 
-    from rescue_runner.flows.transform_and_catalog import transform_and_catalog
+    from rescue_runner.dbt_args import UnsafeDbtArgument
+    from rescue_runner.flows.batch import build_batch
 
     work = tmp_path / "work"
     shutil.copytree(example_copy.project_dir, work / "lakehouse",
@@ -555,19 +602,17 @@ def test_flow_clones_the_project_from_git(example_copy: ExampleBuild, tmp_path: 
     _insert_new_order(example_copy)
     sha = repo.head.commit.hexsha
 
-    embedded = {PREFECT_HOME: str(tmp_path / "ph"), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
-    with temporary_settings(updates=embedded, restore_defaults={PREFECT_API_URL}):
-        state = transform_and_catalog(
-            dbt_selects={"run": "int_orders"}, run_results_storage_path=str(tmp_path / "runs"),
-            dbt_repo_url=remote.as_uri(), dbt_repo_commit=sha, dbt_project_path="lakehouse",
-            profiles_dir="lakehouse", target="dev", return_state=True)
-        no_commit = transform_and_catalog(
-            dbt_selects={"run": "int_orders"}, run_results_storage_path=str(tmp_path / "runs"),
-            dbt_repo_url=remote.as_uri(), dbt_project_path="lakehouse", return_state=True)
-    assert state.is_completed(), state.message
-    summary = state.result()
+    log = logging.getLogger("test-flow-clone")
+    summary = build_batch(
+        log, "run-clone", dbt_selects={"run": "int_orders"}, run_results_storage_path=str(tmp_path / "runs"),
+        dbt_repo_url=remote.as_uri(), dbt_repo_commit=sha, dbt_project_path="lakehouse",
+        profiles_dir="lakehouse", target="dev")
+    assert summary["status"] == "success"
     assert summary["project"] == {"repo_url": remote.as_uri(), "commit": sha, "path": "lakehouse"}
     tree = tmp_path / "worker-cache" / "checkouts" / "trees" / sha
     assert (tree / "lakehouse" / "dbt_project.yml").is_file()
-    assert no_commit.is_failed() and "needs dbt_repo_commit" in str(no_commit.message)
+    with pytest.raises(UnsafeDbtArgument, match="needs dbt_repo_commit"):
+        build_batch(log, "run-no-commit", dbt_selects={"run": "int_orders"},
+                    run_results_storage_path=str(tmp_path / "runs"), dbt_repo_url=remote.as_uri(),
+                    dbt_project_path="lakehouse")
     assert _sql(example_copy, f"select count(*) from int_orders where order_id = {NEW_ORDER_ID}") == [(1,)]

@@ -88,7 +88,8 @@ def test_batch_parameters() -> None:
         execution.batch_parameters(batch, sel, window)
 
 
-def test_deployment_parameters_and_embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deployment_parameters_and_embedded_runs_home(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
@@ -103,10 +104,9 @@ def test_deployment_parameters_and_embedded_home(tmp_path: Path, monkeypatch: py
         execution.deployment_parameters(config_from_data(tmp_path, {"dbt": {"project_dir": "../x"}}))
     with pytest.raises(RescueError, match="not inside a git repository"):
         execution.deployment_parameters(config_from_data(tmp_path.parent, {}))
-    monkeypatch.delenv("PREFECT_HOME", raising=False)
-    assert execution.embedded_prefect_home(cfg) == tmp_path / ".rescue" / "prefect"
+    # Embedded runs are recorded in the repository's .rescue folder; PREFECT_HOME plays no part.
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "elsewhere"))
-    assert execution.embedded_prefect_home(cfg) == tmp_path / "elsewhere"
+    assert execution.embedded_runs_home(cfg) == tmp_path / ".rescue" / "runs-local"
 
 
 def test_repository_url_never_carries_credentials(tmp_path: Path) -> None:

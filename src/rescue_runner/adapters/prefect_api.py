@@ -10,13 +10,10 @@ server. Calls retry on the SQLite server's "database is locked" and on 503.
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..contention import ActiveRun, ContentionSnapshot, DueRun
@@ -451,76 +448,6 @@ def _run_info(run: Any) -> FlowRunInfo:
         work_queue_name=run.work_queue_name,
         expected_start_time=run.expected_start_time,
         start_time=_aware(run.start_time) if run.start_time else None,
-    )
-
-
-_warm_up: threading.Thread | None = None
-
-
-@contextlib.contextmanager
-def _embedded_settings(prefect_home: Path) -> Iterator[None]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    settings = embedded_setting_updates(prefect_home)
-    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_URL}):
-        yield
-
-
-def embedded_setting_updates(prefect_home: Path) -> dict[Any, Any]:
-    """Prefect settings of embedded mode: state in ``prefect_home``, the temporary server allowed."""
-    from prefect.settings import (
-        PREFECT_HOME,
-        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    )
-
-    settings: dict[Any, Any] = {PREFECT_HOME: str(prefect_home), PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}
-    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
-        # Prefect gives its temporary server 20 s; a busy cron host can need longer, and failing
-        # the batch for it would only make the next tick pay the start-up again.
-        settings[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
-    return settings
-
-
-def start_temporary_server(prefect_home: Path) -> None:
-    """Start Prefect's temporary local server in a background thread (embedded mode).
-
-    The server takes 5-10 s to come up; started before planning, that time overlaps
-    with the planner's own dbt parse. ``run_in_process`` waits for it. Once per process.
-    """
-    global _warm_up
-    if _warm_up is not None:
-        return
-
-    def start() -> None:
-        with contextlib.suppress(Exception), _embedded_settings(prefect_home):
-            # Errors surface again, with context, when the flow itself needs the server.
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().start()
-
-    _warm_up = threading.Thread(target=start, name="rescue-prefect-warm-up", daemon=True)
-    _warm_up.start()
-
-
-def run_in_process(flow: Any, parameters: Mapping[str, Any], *, name: str, tags: Sequence[str],
-                   prefect_home: Path) -> FlowRunInfo:
-    """Run ``flow`` (a Prefect flow) in this process against Prefect's temporary local API.
-
-    ``PREFECT_API_URL`` is ignored for the call and ephemeral mode is switched on, with
-    state in ``prefect_home``. Returns the final run; a failed dbt build is a FAILED
-    state, not an exception.
-    """
-    from prefect import tags as prefect_tags
-
-    if _warm_up is not None:
-        _warm_up.join()
-    with _embedded_settings(prefect_home), prefect_tags(*tags):
-        state = flow.with_options(flow_run_name=name)(**parameters, return_state=True)
-    return FlowRunInfo(
-        id=str(state.state_details.flow_run_id), name=name, deployment_id=None,
-        parameters=dict(parameters), tags=tuple(tags), state_type=state.type.value,
-        state_name=state.name, state_message=state.message, idempotency_key=None, work_queue_name=None,
     )
 
 

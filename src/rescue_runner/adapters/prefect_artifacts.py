@@ -1,25 +1,25 @@
-"""Markdown artifacts on flow runs: attach one (server or embedded API) and read them back.
+"""Markdown artifacts on flow runs: attach one and read them back (Prefect server or local run record).
 
-The submitter attaches a run's context artifact right after creating the run (server
-mode) or right after running it in-process (embedded mode: the run is created and run in
-one call). Attaching is best effort for the caller: the run exists either way, so a
-failure is reported, never raised into the runner (``attach_markdown`` returns it).
+The submitter attaches a run's context artifact right after creating the run: on the Prefect
+server (``api_url``), or in the local run record of embedded mode (``local_home``, see
+``local_runs.py``; no prefect import on that path). Attaching is best effort for the caller:
+the run exists either way, so a failure is reported, never raised into the runner
+(``attach_markdown`` returns it).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..redact import redact
+from . import local_runs
 
 
 @dataclass(frozen=True)
 class ArtifactInfo:
-    """An artifact as the API returns it."""
+    """An artifact as the API (or the local run record) returns it."""
 
     id: str
     key: str | None
@@ -29,53 +29,57 @@ class ArtifactInfo:
     flow_run_id: str | None
 
 
-@contextlib.contextmanager
-def _client(api_url: str | None, prefect_home: Path | None) -> Iterator[Any]:
-    if api_url is not None:
-        from .prefect_api import _client as server_client
-
-        with server_client(api_url) as client:
-            yield client
-    else:
-        from .prefect_embedded import _embedded_client
-
-        if prefect_home is None:
-            raise ValueError("embedded mode needs prefect_home")
-        with _embedded_client(prefect_home) as client:
-            yield client
+def _where(api_url: str | None, local_home: Path | None) -> None:
+    if (api_url is None) == (local_home is None):
+        raise ValueError("give exactly one of api_url (a Prefect server) and local_home (embedded mode)")
 
 
 def attach_markdown(flow_run_id: str, markdown: str, *, key: str | None, description: str,
-                    api_url: str | None = None, prefect_home: Path | None = None) -> str | None:
+                    api_url: str | None = None, local_home: Path | None = None) -> str | None:
     """Create a markdown artifact on ``flow_run_id``; None on success, else why it failed (redacted)."""
-    from uuid import UUID
-
-    from prefect.client.schemas.actions import ArtifactCreate
-
-    from .prefect_api import _retry
-
+    _where(api_url, local_home)
     try:
-        with _client(api_url, prefect_home) as client:
-            _retry(lambda: client.create_artifact(ArtifactCreate(
-                key=key, type="markdown", description=description, data=markdown,
-                flow_run_id=UUID(flow_run_id))))
+        if local_home is not None:
+            local_runs.attach_markdown(local_home, flow_run_id, markdown, key=key, description=description)
+        else:
+            _attach_on_server(str(api_url), flow_run_id, markdown, key=key, description=description)
     except Exception as exc:  # the run exists and runs without it
         return redact(f"{type(exc).__name__}: {exc}")
     return None
 
 
+def _attach_on_server(api_url: str, flow_run_id: str, markdown: str, *, key: str | None,
+                      description: str) -> None:
+    from uuid import UUID
+
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    from .prefect_api import _client, _retry
+
+    with _client(api_url) as client:
+        _retry(lambda: client.create_artifact(ArtifactCreate(
+            key=key, type="markdown", description=description, data=markdown,
+            flow_run_id=UUID(flow_run_id))))
+
+
 def read_markdown(flow_run_id: str, *, api_url: str | None = None,
-                  prefect_home: Path | None = None) -> tuple[ArtifactInfo, ...]:
+                  local_home: Path | None = None) -> tuple[ArtifactInfo, ...]:
     """The artifacts of one flow run, oldest first."""
+    _where(api_url, local_home)
+    if local_home is not None:
+        return tuple(ArtifactInfo(id=f"{flow_run_id}/{i}", key=a.get("key"), type=a.get("type"),
+                                  description=a.get("description"), data=str(a.get("data") or ""),
+                                  flow_run_id=flow_run_id)
+                     for i, a in enumerate(local_runs.artifacts(local_home, flow_run_id)))
     from uuid import UUID
 
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.client.schemas.sorting import ArtifactSort
 
-    from .prefect_api import _retry
+    from .prefect_api import _client, _retry
 
-    with _client(api_url, prefect_home) as client:
-        arts = _retry(lambda: client.read_artifacts(
+    with _client(str(api_url)) as client:
+        arts: Any = _retry(lambda: client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])),
             sort=ArtifactSort.CREATED_DESC, limit=50))
     return tuple(reversed([ArtifactInfo(id=str(a.id), key=a.key, type=a.type, description=a.description,

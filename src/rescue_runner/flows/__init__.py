@@ -1,1 +1,1 @@
-"""Prefect flows that run on workers (and in-process in embedded mode). Imports prefect."""
+"""The batch a flow run builds (``batch.py``, no prefect) and the Prefect flow that wraps it on workers."""

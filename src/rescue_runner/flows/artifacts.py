@@ -1,8 +1,9 @@
-"""The flow's result artifact: what the batch rebuilt, what failed and what dbt said first.
+"""The result artifact of a batch: what it rebuilt, what failed and what dbt said first.
 
-Called by ``transform_and_catalog`` when it ends (success or failure), inside the flow
-run, so the artifact lands on that run in server and embedded mode alike. Never fails
-the run: the models are built (or not) whatever happens to the artifact.
+``publish_result`` is called by the ``transform_and_catalog`` flow when it ends (success or
+failure), inside the flow run, so the artifact lands on that run. Embedded mode stores the same
+markdown (``result_markdown``) in the local run record instead. Never fails the run: the models
+are built (or not) whatever happens to the artifact.
 """
 
 from __future__ import annotations

@@ -570,12 +570,20 @@ def _batch_logger() -> logging.Logger:
     """The batch's log lines: to stderr (the apply log file when output is captured, see quiet.py)."""
     log = logging.getLogger("rescue_runner.batch")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
     return log
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (it may be replaced after the handler is made)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _storage(config: Config) -> Path | str:

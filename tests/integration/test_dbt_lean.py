@@ -17,7 +17,7 @@ from support.example import ExampleBuild
 
 from rescue_runner.adapters import dbt_lean
 from rescue_runner.dbt_args import dbt_build_args, dbt_parse_args
-from rescue_runner.flows.transform_and_catalog import fast_cycle_check
+from rescue_runner.flows.batch import fast_cycle_check
 
 pytestmark = pytest.mark.slow
 

@@ -202,9 +202,13 @@ def dbt_docs_args(
     target_path: str | None = None,
     log_path: str | None = None,
 ) -> list[str]:
-    """``dbt docs generate`` limited to the batch, without recompiling the project."""
+    """``dbt docs generate`` of the batch, without recompiling the project.
+
+    dbt applies the selection only when it compiles; ``adapters.dbt_lean`` makes it select
+    without compiling. ``--no-write-json``: selecting links the graph, which dbt would then
+    write out as ``graph.gpickle`` with every node's data (catalog.json is written anyway)."""
     return ["docs", "generate", *_common(project_dir, profiles_dir, target, target_path, log_path),
-            *_selection(select, exclude), "--no-compile"]
+            *_selection(select, exclude), "--no-write-json", "--no-compile"]
 
 
 def dbt_parse_args(

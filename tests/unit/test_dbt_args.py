@@ -129,7 +129,7 @@ def test_parse_event_time() -> None:
 
 def test_docs_and_parse_args() -> None:
     docs = dbt_docs_args(select=["a"], **BASE)
-    assert docs[:2] == ["docs", "generate"] and docs[-1] == "--no-compile"
+    assert docs[:2] == ["docs", "generate"] and docs[-2:] == ["--no-write-json", "--no-compile"]
     assert docs[docs.index("--select") + 1] == "a"
     parse = dbt_parse_args(project_dir="/p", profiles_dir="/p", target="prod")
     assert parse[0] == "parse" and "--no-write-json" in parse and "--select" not in parse

@@ -14,7 +14,15 @@ quiet 2-core machine, of a 2.3 s build:
   the selected nodes and the nodes between them: the same nodes, the same edges with the
   same data (``tests/integration/test_dbt_lean.py`` compares both on real manifests).
 
-Both are internal dbt APIs: the hooks apply only to the dbt-core minor version they were
+* ``dbt docs generate --select ... --no-compile`` ignores its selection: the selection is
+  applied while compiling, so without compiling dbt reads the catalog of every relation in
+  every schema of the project and writes all of it to ``catalog.json`` (the batch's models
+  are in it, with thousands of others). Within ``lean_invocations`` a docs invocation with a
+  selection (and no compile) selects first, as a compiling one does, without compiling any
+  node: dbt then asks the warehouse for the selected relations only and ``catalog.json``
+  holds the batch, as the flow promises.
+
+All are internal dbt APIs: the hooks apply only to the dbt-core minor version they were
 written for (``SUPPORTED``); otherwise, and on any unexpected error inside a hook, dbt's own
 code runs. Nothing here changes which nodes are selected, built or tested.
 ``RESCUE_DBT_LEAN=off`` switches the hooks (and the flow's ``--cache-selected-only``) off:
@@ -57,15 +65,17 @@ def supported() -> bool:
 
 @contextlib.contextmanager
 def lean_invocations() -> Iterator[None]:
-    """Within the block, dbt invocations skip the diagnostic graph summary and cut the
-    selected subgraph from the part of the graph that can matter (see the module docs)."""
+    """Within the block, dbt invocations skip the diagnostic graph summary, cut the selected
+    subgraph from the part of the graph that can matter, and a docs invocation without
+    compiling honours its selection (see the module docs)."""
     if not supported():
         yield
         return
     from dbt.compilation import Linker
     from dbt.graph.graph import Graph
+    from dbt.task.docs.generate import GenerateTask
 
-    summary, subset = Linker.get_graph_summary, Graph.get_subset_graph
+    summary, subset, generate = Linker.get_graph_summary, Graph.get_subset_graph, GenerateTask.run
 
     def get_graph_summary(self: Any, manifest: Any) -> dict[int, dict[str, Any]]:
         return {}
@@ -78,13 +88,25 @@ def lean_invocations() -> Iterator[None]:
             return subset(self, selected)
         return subset(narrowed, selected)
 
+    def run(self: Any) -> Any:
+        args = self.args
+        if (not getattr(args, "compile", True) and self.job_queue is None
+                and (getattr(args, "select", None) or getattr(args, "selector", None))):
+            try:
+                self._runtime_initialize()  # links the graph and selects; compiles nothing
+            except Exception:  # anything unexpected: dbt's own (unselected) catalog
+                self.job_queue = None
+        return generate(self)
+
     Linker.get_graph_summary = get_graph_summary  # type: ignore[method-assign]
     Graph.get_subset_graph = get_subset_graph  # type: ignore[method-assign]
+    GenerateTask.run = run  # type: ignore[method-assign]
     try:
         yield
     finally:
         Linker.get_graph_summary = summary  # type: ignore[method-assign]
         Graph.get_subset_graph = subset  # type: ignore[method-assign]
+        GenerateTask.run = generate  # type: ignore[method-assign]
 
 
 def between(graph: Any, selected: set[Any]) -> Any:

@@ -3,12 +3,14 @@
 A batch with a gap (stg_orders and mart_revenue, not int_orders between them) makes dbt cut
 a subset graph whose edge stg_orders -> mart_revenue runs through a node left out: the lean
 hooks (adapters/dbt_lean) and ``--cache-selected-only`` must give the same nodes, the same
-statuses and the same order as dbt's own path.
+statuses and the same order as dbt's own path. The batch's catalog holds the batch: dbt's own
+``docs generate --select ... --no-compile`` would list every model of the warehouse.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +18,31 @@ import pytest
 from support.example import ExampleBuild
 
 from rescue_runner.adapters import dbt_lean
-from rescue_runner.dbt_args import dbt_build_args, dbt_parse_args
+from rescue_runner.dbt_args import dbt_build_args, dbt_docs_args, dbt_parse_args
 from rescue_runner.flows.batch import fast_cycle_check
 
 pytestmark = pytest.mark.slow
 
 
+BATCH = ["stg_orders", "mart_revenue"]
+
+
 def _build(manifest: Any, common: dict[str, Any], target: Path, lean: bool) -> list[tuple[str, str]]:
     from dbt.cli.main import dbtRunner
 
-    args = dbt_build_args(select=["stg_orders", "mart_revenue"], target_path=str(target), write_json=False,
+    args = dbt_build_args(select=BATCH, target_path=str(target), write_json=False,
                           cache_selected_only=lean, **common)
     with fast_cycle_check(), dbt_lean.lean_invocations() if lean else contextlib.nullcontext():
         res = dbtRunner(manifest=manifest).invoke([*args, "--quiet", "--threads", "1"])
-    assert res.success, res.exception
+        assert res.success, res.exception
+        docs = dbtRunner(manifest=manifest).invoke(
+            [*dbt_docs_args(select=BATCH, target_path=str(target), **common), "--quiet"])
+        assert docs.success, docs.exception
     return [(r.node.unique_id, str(r.status)) for r in res.result.results]
+
+
+def _catalog(target: Path) -> set[str]:
+    return set(json.loads((target / "catalog.json").read_text())["nodes"])
 
 
 def test_lean_build_is_plain_dbt(example_copy: ExampleBuild, tmp_path: Path,
@@ -54,3 +66,6 @@ def test_lean_build_is_plain_dbt(example_copy: ExampleBuild, tmp_path: Path,
     assert any(uid.startswith("test.") for uid in built)  # the models' tests ran too
     assert (tmp_path / "plain" / "graph_summary.json").read_text() != "{}"
     assert '"linked": {}' in (tmp_path / "lean" / "graph_summary.json").read_text()
+    batch = {"model.lakehouse.stg_orders", "model.lakehouse.mart_revenue"}
+    assert _catalog(tmp_path / "lean") == batch
+    assert _catalog(tmp_path / "plain") > batch | {"model.lakehouse.int_orders"}  # dbt's own: everything

@@ -364,8 +364,11 @@ def next_step(v: View) -> Step:
         window_end = closes_at(req.window, v.now)
         if not is_open(req.window, v.now):
             opens = next_open(req.window, v.now)
-            when = f"opens {show_time(opens, tz)}" if opens else "does not open again"
-            return Wait(audit.WINDOW_CLOSED, f"window closed: {when}", nxt.index, opens)
+            if opens is None:  # waiting would wedge the request: it ends, loudly if it had started
+                return _expired(s, "its window closed and does not open again"
+                                + (f" (not_after {show_time(req.window.not_after, tz)})"
+                                   if req.window.not_after else ""), total)
+            return Wait(audit.WINDOW_CLOSED, f"window closed: opens {show_time(opens, tz)}", nxt.index, opens)
 
     # 10. Before any submission: re-derive the plan now; it must equal the recorded one.
     if val is None:

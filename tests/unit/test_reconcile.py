@@ -20,6 +20,7 @@ OK = Revalidation(ok=True, fingerprint="sha256:f", batches=BATCHES, pause_second
 GO = Decision(True, ("go: 0/5 slots busy",))
 WAIT = Decision(False, ("wait: 5/5 slots busy",))
 NIGHT = Window(daily=DailyWindow(time(1, 0), time(5, 0)), timezone="UTC")
+PAST = Window(not_before=NOW - timedelta(hours=3), not_after=NOW - timedelta(hours=1), timezone="UTC")
 
 
 def request(window: Window | None = None) -> Request:
@@ -119,6 +120,11 @@ CASES: list[tuple[str, View, type, dict[str, Any]]] = [
      reconcile.Finish, {"outcome": audit.NEEDS_OPERATOR}),
     ("window closed", view(("v",), approved=approved(NIGHT)), reconcile.Wait,
      {"kind": audit.WINDOW_CLOSED, "until": datetime(2026, 11, 24, 1, 0, tzinfo=UTC)}),
+    # A window that never opens again ends the request instead of wedging it in "waiting".
+    ("window over before it started", view(("v",), approved=approved(PAST)), reconcile.Finish,
+     {"outcome": audit.EXPIRED}),
+    ("window over half way: an operator decides", view(("v", "s1", "c1"), approved=approved(PAST)),
+     reconcile.Finish, {"outcome": audit.NEEDS_OPERATOR}),
     ("window open", view(("v",), approved=approved(NIGHT), now=datetime(2026, 11, 24, 2, 0, tzinfo=UTC)),
      reconcile.Validate, {}),
     ("after a crash, adopt before any wait", view(("v",), approved=approved(NIGHT), recovering=True,

@@ -85,7 +85,7 @@ def check_api(api_url: str) -> None:
 
     url = api_url.rstrip("/") + "/health"
     try:
-        resp = httpx.get(url, timeout=_HEALTH_TIMEOUT)
+        resp = _health_client().get(url, timeout=_HEALTH_TIMEOUT)
     except httpx.HTTPError as exc:
         raise PrefectUnreachable(f"the Prefect API at {api_url} is unreachable ({type(exc).__name__}: {exc})",
                           hint="start the server or fix PREFECT_API_URL; unset it to run batches "
@@ -96,15 +96,47 @@ def check_api(api_url: str) -> None:
             hint="check the server; PREFECT_API_URL must end in /api")
 
 
+# One client per API URL and thread, kept for the process: building a Prefect client (settings
+# copy, TLS context) costs 0.1-0.3 s of CPU, and a runner pass makes a dozen calls.
+_CLIENTS: dict[tuple[str, int], Any] = {}
+_HEALTH: dict[int, Any] = {}
+
+
+def _health_client() -> Any:
+    import httpx
+
+    key = threading.get_ident()
+    if key not in _HEALTH:
+        _HEALTH[key] = httpx.Client()
+    return _HEALTH[key]
+
+
+@contextlib.contextmanager
+def _api_settings(api_url: str) -> Iterator[None]:
+    """Prefect's settings pointed at ``api_url`` (never the temporary server) for the block; free
+    when the environment already says so (the common case: PREFECT_API_URL is that URL)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
+
+    if PREFECT_API_URL.value() == api_url:  # a set URL is used as is: ephemeral mode never starts
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        yield
+
+
 @contextlib.contextmanager
 def _client(api_url: str) -> Iterator[Any]:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+    with _api_settings(api_url):
         try:
-            with get_client(sync_client=True) as client:
-                yield client
+            key = (api_url, threading.get_ident())
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = get_client(sync_client=True)
+                client.__enter__()
+                _CLIENTS[key] = client
+            yield client
         except RescueError:
             raise
         except Exception as exc:

@@ -91,15 +91,24 @@ def _run_as() -> str | None:
     return SUPERUSER
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server on 127.0.0.1 for the whole session (skips when not installed)."""
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL binaries here, or no way to run them (the message says which)."""
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster on 127.0.0.1 for the block; stopped by PID and removed after.
+
+    Raises :class:`PostgresUnavailable` when it cannot run here (the session fixture skips then;
+    the production-day benchmark falls back to SQLite).
+    """
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
+        raise PostgresUnavailable(
+            "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
     user = _run_as()
     if os.geteuid() == 0 and user is None:
-        pytest.skip("running as root without a 'postgres' user: initdb refuses to run as root")
+        raise PostgresUnavailable("running as root without a 'postgres' user: initdb refuses to run as root")
     # Not under pytest's tmp dir: its parents are private to us, the server's user must get in.
     root = Path(tempfile.mkdtemp(prefix="rescue-pg-"))
     data, log_path = root / "data", root / "server.log"
@@ -129,6 +138,17 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server on 127.0.0.1 for the whole session (skips when it cannot run here)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresUnavailable as exc:
+            pytest.skip(str(exc))
+        yield server
 
 
 @pytest.fixture

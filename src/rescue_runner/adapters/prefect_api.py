@@ -10,6 +10,7 @@ server. Calls retry on the SQLite server's "database is locked" and on 503.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field

@@ -402,7 +402,9 @@ def next_step(v: View) -> Step:
     if v.contention is None:
         return AskContention(nxt, window_end, req.window.timezone if req and req.window else None)
     if not v.contention.go:
-        return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index)
+        # ``until`` is the forecast's next fit, as a promise to show, not a wake-up time: every
+        # pass asks the queue again, since runs often end before their typical duration.
+        return Wait(audit.QUEUE_BUSY, v.contention.summary, nxt.index, v.contention.next_fit)
     return Submit(nxt, s.attempt, tuple(v.contention.reasons))
 
 

@@ -77,7 +77,12 @@ CASES: list[tuple[str, View, type, dict[str, Any]]] = [
     ("a run exists: adopt it", view(("v",), validation=OK, found=run("RUNNING")), reconcile.Adopt, {}),
     ("no run: ask the queue", view(("v",), validation=OK, found=None), reconcile.AskContention, {}),
     ("queue busy: wait", view(("v",), validation=OK, found=None, contention=WAIT), reconcile.Wait,
-     {"kind": audit.QUEUE_BUSY, "reason": "wait: 5/5 slots busy"}),
+     {"kind": audit.QUEUE_BUSY, "reason": "wait: 5/5 slots busy", "until": None}),
+    ("queue busy: the forecast's next fit is shown",
+     view(("v",), validation=OK, found=None, contention=Decision(
+        False, ("wait: 5/5 slots busy",), next_fit=NOW + timedelta(minutes=40))),
+     reconcile.Wait,
+     {"kind": audit.QUEUE_BUSY, "until": NOW + timedelta(minutes=40)}),
     ("queue free: submit", view(("v",), validation=OK, found=None, contention=GO), reconcile.Submit,
      {"attempt": 1}),
     ("an earlier request rebuilds the same model", view(("v",), validation=OK, earlier=(

@@ -187,7 +187,8 @@ def _next_batch(s: RequestState) -> str:
 
 def _expected_start(s: RequestState) -> str:
     if s.waiting_kind == audit.QUEUE_BUSY:
-        return "when the queue has room (checked every runner pass)"
+        fit = f"; forecast then: {_at(s.waiting_until)}" if s.waiting_until is not None else ""
+        return f"when the queue has room (checked every runner pass{fit})"
     if s.waiting_until is not None:
         return _at(s.waiting_until)
     if s.waiting_kind == audit.PAUSE and s.last_finished and s.last_finished.finished_at:

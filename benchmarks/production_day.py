@@ -888,6 +888,27 @@ def report(results: dict[str, Any], scale: float) -> None:
                 f"{_f(x['merge_to_done']):>11} {_f(x['lower_bound']):>9} "
                 f"{(f'{ratio:.2f}' if ratio else '-'):>6} {'yes' if x['in_window'] else 'NO':>9}"
             )
+    goals(results)
+
+
+def goals(results: dict[str, Any]) -> None:
+    """Issue 12's goals for the rescue mode, each with its figure."""
+    r = results.get("rescue")
+    if not r or not r["rescues"]:
+        return
+    xs = r["rescues"].values()
+    ratios = [x["merge_to_done"] / x["lower_bound"] for x in xs if x["merge_to_done"] and x["lower_bound"]]
+    worst = max(ratios) if len(ratios) == len(xs) else None
+    lines = [
+        ("no scheduled run waited on a full queue", r["full_samples"] == 0, f"{r['full_samples']} samples"),
+        ("every rescue finished inside its window", all(x["in_window"] for x in xs),
+         f"{sum(x['in_window'] for x in xs)} of {len(xs)}"),
+        ("merge-to-done at most 2x its lower bound", worst is not None and worst <= 2.0,
+         f"worst {worst:.2f}x" if worst is not None else "a rescue did not finish"),
+    ]
+    print("\nGoals (rescue mode):")
+    for text, ok, figure in lines:
+        print(f"  {'met    ' if ok else 'NOT MET'}  {text}: {figure}")
 
 
 def _f(v: float | None) -> str:

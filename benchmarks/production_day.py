@@ -71,6 +71,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.prefect_server import (  # noqa: E402
     TELEMETRY_OFF,
     base_env,
+    descendants,
     free_port,
     prefect_executable,
     stop_process,
@@ -739,21 +740,6 @@ def day(
         if m.worker is not None:
             stop_worker(m.worker)
     return results
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (Linux /proc), children first found first."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

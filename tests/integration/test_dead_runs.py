@@ -23,6 +23,7 @@ from support.prefect_server import (
     TELEMETRY_OFF,
     PrefectServer,
     PrefectWorker,
+    descendants,
     prefect_executable,
     stop_process,
 )
@@ -39,26 +40,6 @@ POOL, QUEUE, DEPLOYMENT = "rescue-deadrun", "dbt-deadrun", "rescue_deadrun"
 RID = "2026-12-07-dead-worker"
 HEARTBEAT, MISSED = 30, 1.5
 CRASH_BOUND = HEARTBEAT * MISSED + 40  # the automation's window, its 5 s evaluation, slack for a busy box
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (flow-run processes get their own session: killpg misses them)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def _wait(what: str, check, timeout: float, poll: float = 0.5):  # type: ignore[no-untyped-def]
@@ -102,7 +83,7 @@ def test_worker_and_flow_process_killed_mid_batch_end_crashed_freed_and_announce
             run_id = rec.flow_run_id
             _wait("the run RUNNING", lambda: prefect_api.read_flow_run(
                 prefect_server.api_url, run_id).state_type == "RUNNING", 90, poll=0.2)
-            victims = [worker.pid, *_descendants(worker.pid)]
+            victims = [worker.pid, *descendants(worker.pid)]
             assert len(victims) >= 2, "the flow-run process was not found below the worker"
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)

@@ -79,6 +79,27 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc). Flow-run processes of a worker run in
+    sessions of their own, so stopping the worker's process group misses them."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = STOP_TIMEOUT,
                  terms: int = 2) -> None:
     """SIGTERM (``terms`` times, a worker may need two), then SIGKILL; by PID only.

@@ -69,3 +69,15 @@ def test_lean_build_is_plain_dbt(example_copy: ExampleBuild, tmp_path: Path,
     batch = {"model.lakehouse.stg_orders", "model.lakehouse.mart_revenue"}
     assert _catalog(tmp_path / "lean") == batch
     assert _catalog(tmp_path / "plain") > batch | {"model.lakehouse.int_orders"}  # dbt's own: everything
+
+    # The flow selects by path (execution.batch_selectors), in a process whose working directory
+    # is not the project (a worker): the docs step must resolve paths against the project root,
+    # as dbt's build does.
+    monkeypatch.chdir(tmp_path)
+    by_path = ["path:models/staging/stg_orders.sql,package:lakehouse",
+               "path:models/marts/mart_revenue.sql,package:lakehouse"]
+    with dbt_lean.lean_invocations():
+        docs = dbtRunner(manifest=parsed.result).invoke(
+            [*dbt_docs_args(select=by_path, target_path=str(tmp_path / "by-path"), **common), "--quiet"])
+    assert docs.success, docs.exception
+    assert _catalog(tmp_path / "by-path") == batch

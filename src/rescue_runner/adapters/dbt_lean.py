@@ -93,7 +93,12 @@ def lean_invocations() -> Iterator[None]:
         if (not getattr(args, "compile", True) and self.job_queue is None
                 and (getattr(args, "select", None) or getattr(args, "selector", None))):
             try:
-                self._runtime_initialize()  # links the graph and selects; compiles nothing
+                from dbt_common.events.contextvars import task_contextvars
+
+                # As dbt's own RunnableTask.run does: path: selectors resolve against the project
+                # root only inside this context (else against the process's working directory).
+                with task_contextvars(project_root=self.config.project_root):
+                    self._runtime_initialize()  # links the graph and selects; compiles nothing
             except Exception:  # anything unexpected: dbt's own (unselected) catalog
                 self.job_queue = None
         return generate(self)

@@ -26,12 +26,14 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+
+from _timing import fmt, timed_run  # noqa: E402
 
 TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -46,16 +48,6 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 def dbt_cmd() -> list[str]:
     script = Path(sys.executable).parent / "dbt"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "dbt.cli.main"]
-
-
-def timed_run(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall, proc.stdout
 
 
 def commit_all(root: Path) -> None:
@@ -114,12 +106,7 @@ def bench_example(repeat: int) -> None:
         t0 = time.perf_counter()
         ex = build_example(Path(tmp) / "ex")
         print(f"example built (seed + build) in {time.perf_counter() - t0:.1f} s")
-        # Batches build a commit: make the example a repository with everything committed.
-        root = ex.project_dir.parent
-        (root / ".gitignore").write_text("*.duckdb\n*.duckdb.wal\ntarget/\nlogs/\n.rescue/\n")
-        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=b@b",
-                                                     "commit", "-qm", "example"]):
-            subprocess.run(["git", *args], cwd=root, check=True)
+        commit_all(ex.project_dir.parent)
         env = clean_env({"LAKEHOUSE_DB": str(ex.db_path)})
         names = [m.rsplit(".", 1)[1] for m in BATCH]
         plain_cmd = [*dbt_cmd(), "build", "--select", *names, "--project-dir", str(ex.project_dir),
@@ -157,9 +144,9 @@ def bench_example(repeat: int) -> None:
         a_setup = med(i["setup"] for _, i in apply)
         a1, a2 = med(i["batch1"]["wall"] for _, i in apply), med(i["batch2"]["wall"] for _, i in apply)
         a_steps = {k: med(i["batch1"]["steps"][k] for _, i in apply) for k in ("parse", "build", "docs")}
-        print(f"plain `dbt build --select {' '.join(names)}`, fresh process: median {p:.2f} s {_fmt(plain)}")
+        print(f"plain `dbt build --select {' '.join(names)}`, fresh process: median {p:.2f} s {fmt(plain)}")
         print(f"rescue embedded, fresh process, one batch:             median {c:.2f} s "
-              f"{_fmt([w for w, _ in cold])}  -> {c / p:.2f}x plain (target <= 1.5x)")
+              f"{fmt([w for w, _ in cold])}  -> {c / p:.2f}x plain (target <= 1.5x)")
         print(f"  first run on this machine (fills the parse cache of the commit): {first:.2f} s")
         print(f"  imports + config + graph {c_setup:.2f} s; submit_batch {c_batch:.2f} s, of which dbt "
               f"parse {steps['parse']:.2f} + build {steps['build']:.2f} + docs {steps['docs']:.2f} s and "
@@ -369,10 +356,6 @@ def _time(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-def _fmt(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
 
 
 def main() -> int:

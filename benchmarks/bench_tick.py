@@ -17,28 +17,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from _timing import fmt, timed_run  # noqa: E402
+
 RID = "2026-12-07-bench-tick"
 REQUEST = {"version": 1, "reason": "benchmark: one cron tick with work", "requested_by": "bench",
            "select": "int_orders+"}
-
-
-def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n"
-                         f"{proc.stderr[-2000:]}")
-    return wall, proc.stdout
 
 
 def main() -> int:
@@ -61,28 +51,24 @@ def main() -> int:
         tick = [*rescue_executable(), "apply", "--dry-run"]
         ls = [str(Path(sys.executable).parent / "dbt"), "ls", "--select", "int_orders+", "--resource-type",
               "model", "--project-dir", str(project), "--profiles-dir", str(project), "--target", "dev", "-q"]
-        _, out = run(tick, env, repo.runner)  # warms the cache (and shows what the tick decides)
+        _, out = timed_run(tick, env, repo.runner)  # warms the cache (and shows what the tick decides)
         if RID not in out:
             raise SystemExit(f"the tick did not consider the request:\n{out}")
-        run(ls, env, repo.runner)  # dbt's partial parsing warm too
+        timed_run(ls, env, repo.runner)  # dbt's partial parsing warm too
         plain, warm, cold = [], [], []
         for _ in range(args.repeat):
-            plain.append(run(ls, env, repo.runner)[0])
-            warm.append(run(tick, env, repo.runner)[0])
-            cold.append(run(tick, {**env, "RESCUE_CACHE": "off"}, repo.runner)[0])
+            plain.append(timed_run(ls, env, repo.runner)[0])
+            warm.append(timed_run(tick, env, repo.runner)[0])
+            cold.append(timed_run(tick, {**env, "RESCUE_CACHE": "off"}, repo.runner)[0])
         decision = [ln for ln in out.splitlines() if RID in ln][:3]
     p, w, c = (statistics.median(v) for v in (plain, warm, cold))
     print(f"fresh processes, {args.repeat} interleaved rounds, medians; the tick decided:")
     for line in decision:
         print(f"  {line.strip()}")
-    print(f"baseline: plain `dbt ls --select int_orders+` (partial parse warm): {p:5.2f} s {_fmt(plain)}")
-    print(f"cron tick with work, parse cache warm:  {w:5.2f} s {_fmt(warm)} -> {w / p:.2f}x (target <= 1.5)")
-    print(f"cron tick with work, cache off (a parse): {c:5.2f} s {_fmt(cold)} -> {c / p:.2f}x")
+    print(f"baseline: plain `dbt ls --select int_orders+` (partial parse warm): {p:5.2f} s {fmt(plain)}")
+    print(f"cron tick with work, parse cache warm:  {w:5.2f} s {fmt(warm)} -> {w / p:.2f}x (target <= 1.5)")
+    print(f"cron tick with work, cache off (a parse): {c:5.2f} s {fmt(cold)} -> {c / p:.2f}x")
     return 0
-
-
-def _fmt(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
 
 
 if __name__ == "__main__":

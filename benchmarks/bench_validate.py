@@ -22,15 +22,17 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO.parent / "shared" / "data" / "manifests" / "gitlab-analytics.manifest.json.gz"
 sys.path.insert(0, str(REPO / "tests"))
+
+from _timing import fmt, timed_run  # noqa: E402
+
+FINDINGS_OK = (0, 1)  # `rescue validate` exits 1 when some request has findings (e.g. selects nothing)
 
 Case = tuple[list[str], list[str]]
 ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -68,15 +70,6 @@ def make_requests(folder: Path, names: list[str], tags: list[str], n: int) -> li
     return out
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):  # 1: some request has findings (e.g. selects nothing)
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd[:4])}…\n{proc.stderr[-3000:]}")
-    return wall, proc.stdout
-
-
 def selections(out: str) -> dict[str, list[str]]:
     data = json.loads(out)
     return {r["id"]: sorted(r.get("models") or []) for r in data["requests"]}
@@ -112,17 +105,17 @@ def main() -> int:
         rescue = [sys.executable, "-m", "rescue_runner.cli", "validate", "--format", "json", str(reqdir)]
         ls = [sys.executable, "-c", _DBT_LS,
               json.dumps({"manifest": str(MANIFEST), "stub": str(stub), "select": cases[0][0]})]
-        run(rescue, base, root)  # fills the cache
+        timed_run(rescue, base, root, ok=FINDINGS_OK)  # fills the cache
         plain, cold, fresh, warm = [], [], [], []
         outs: dict[str, str] = {}
         for _ in range(args.repeat):
-            plain.append(run(ls, base, root)[0])
-            wall, outs["cold"] = run(rescue, {**base, "RESCUE_CACHE": "off"}, root)
+            plain.append(timed_run(ls, base, root, ok=FINDINGS_OK)[0])
+            wall, outs["cold"] = timed_run(rescue, {**base, "RESCUE_CACHE": "off"}, root, ok=FINDINGS_OK)
             cold.append(wall)
             shutil.rmtree(root / "cache" / "selections", ignore_errors=True)
-            wall, outs["fresh"] = run(rescue, base, root)
+            wall, outs["fresh"] = timed_run(rescue, base, root, ok=FINDINGS_OK)
             fresh.append(wall)
-            wall, outs["warm"] = run(rescue, base, root)
+            wall, outs["warm"] = timed_run(rescue, base, root, ok=FINDINGS_OK)
             warm.append(wall)
         same = selections(outs["cold"]) == selections(outs["warm"]) == selections(outs["fresh"])
         chosen = selections(outs["warm"])
@@ -140,21 +133,17 @@ def main() -> int:
     sizes = sorted(len(v) for v in chosen.values())
     print(f"requests: {len(chosen)} (models per request: min {sizes[0]}, median {sizes[len(sizes) // 2]}, "
           f"max {sizes[-1]}); fresh processes, {args.repeat} interleaved rounds, medians")
-    print(f"baseline: one `dbt ls` (import dbt, load manifest, ls): {p:6.2f} s {_fmt(plain)}")
-    print(f"rescue validate, {args.requests} requests, no cache:    {c:6.2f} s {_fmt(cold)}"
+    print(f"baseline: one `dbt ls` (import dbt, load manifest, ls): {p:6.2f} s {fmt(plain)}")
+    print(f"rescue validate, {args.requests} requests, no cache:    {c:6.2f} s {fmt(cold)}"
           f"  -> {c / p:.2f}x one dbt ls (target <= 1.0)")
-    print(f"rescue validate, new requests, manifest cached: {f:6.2f} s {_fmt(fresh)}"
+    print(f"rescue validate, new requests, manifest cached: {f:6.2f} s {fmt(fresh)}"
           f"  -> {f / p:.2f}x one dbt ls")
-    print(f"rescue validate, second run with the cache:    {w:6.2f} s {_fmt(warm)}"
+    print(f"rescue validate, second run with the cache:    {w:6.2f} s {fmt(warm)}"
           f"  -> {w / p:.2f}x one dbt ls (target <= 0.3)")
     print(f"selected sets of the three rescue runs identical: {'yes' if same else 'NO'}")
     if args.check:
         print(f"selected sets equal to dbt ls: {args.check - mismatches}/{args.check}")
     return 0 if same and not mismatches else 1
-
-
-def _fmt(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
 
 
 if __name__ == "__main__":

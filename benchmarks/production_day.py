@@ -145,13 +145,15 @@ RESCUES = (
 )
 
 
-RESERVE, HEAVY_EXTRA, MARGIN = 1, 1, 8  # the rescue mode's rescue.yaml (margin in simulated minutes)
+# The rescue mode's rescue.yaml: prefect.reserve_slots, heavy_extra_slots, forecast margins
+# (minutes simulated).
+RESERVE, HEAVY_EXTRA, MARGIN, MARGIN_PERCENT = 1, 1, 8, 20
 
 
-def _sim(hhmm: str) -> int:
-    """Minutes after 21:00 of a Berlin clock time of the evening."""
+def evening_minutes(hhmm: str) -> int:
+    """Minutes from 21:00 to a Berlin clock time of the evening (after midnight: the next day)."""
     h, m = map(int, hhmm.split(":"))
-    return (h * 60 + m - 21 * 60) % (24 * 60)
+    return (h * 60 + m - SIM_DAY.hour * 60) % (24 * 60)
 
 
 def room_by_schedule(r: Rescue) -> tuple[int, int]:
@@ -159,14 +161,14 @@ def room_by_schedule(r: Rescue) -> tuple[int, int]:
     for its batch, the batch's need with the margin): the scenario is feasible when the first is
     at least the second."""
     weight = 1 + HEAVY_EXTRA if any(MODELS[m][2] for m in r.select.split() if m in MODELS) else 1
-    busy = [(_sim(t), _sim(t) + d) for d, starts in SCHEDULE.values() for t in starts]
-    lo, hi = _sim(r.window[0]), _sim(r.window[1])
+    busy = [(evening_minutes(t), evening_minutes(t) + d) for d, starts in SCHEDULE.values() for t in starts]
+    lo, hi = evening_minutes(r.window[0]), evening_minutes(r.window[1])
     best = run = 0
     for t in range(lo, hi):
         run = run + 1 if sum(s <= t < e for s, e in busy) + weight <= LIMIT - RESERVE else 0
         best = max(best, run)
     longest = max(MODELS[m][0] for m in r.select.split() if m in MODELS) if r.select in MODELS else 0
-    need = longest + max(MARGIN, round(longest * 0.2)) if longest else 0
+    need = longest + max(MARGIN, round(longest * MARGIN_PERCENT / 100)) if longest else 0
     return best, need
 
 
@@ -183,11 +185,7 @@ class Clock:
     def sim_minutes(self, hhmm: str | datetime) -> float:
         if isinstance(hhmm, datetime):
             return (hhmm - self.real0).total_seconds() / self.scale
-        h, m = map(int, hhmm.split(":"))
-        at = SIM_DAY.replace(hour=h, minute=m)
-        if at < SIM_DAY:
-            at += timedelta(days=1)
-        return (at - SIM_DAY).total_seconds() / 60
+        return evening_minutes(hhmm)
 
     def label(self, real: datetime) -> str:
         return (SIM_DAY + timedelta(minutes=self.sim_minutes(real))).strftime("%H:%M")
@@ -508,10 +506,12 @@ def setup_mode(
         deployment=f"{DEPLOYMENT}_{mode.name}",
         work_pool=mode.pool,
         queue_concurrency=LIMIT,
+        reserve_slots=RESERVE,
+        heavy_extra_slots=HEAVY_EXTRA,
         lookahead_minutes=max(1, round(30 * scale_min)),
         forecast={
             "default_run_minutes": 10 * scale_min,
-            "margin_percent": 20,
+            "margin_percent": MARGIN_PERCENT,
             "margin_minutes": MARGIN * scale_min,
             "history_runs": 10,
             "horizon_hours": 6 * scale_min,

@@ -20,12 +20,11 @@ from typing import Any
 import duckdb
 import pytest
 from support.example import ExampleBuild, copy_example
-from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
+from support.prefect_server import PrefectServer, PrefectWorker
 from support.rescue_repo import RescueRepo, config, git, make_repo
 
 from rescue_runner import audit, execution
 from rescue_runner.adapters import prefect_api
-from rescue_runner.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -124,9 +123,7 @@ def repo(prefect_server: PrefectServer, prefect_worker: PrefectWorker, lake: Exa
     repo = make_repo(root, lake.project_dir, config(storage=root / "runs", policy=POLICY),
                      env=prefect_server.env)
     # The deployment runs the runner clone's project against the lake's warehouse.
-    cfg = load_config(repo.runner / "rescue.yaml")
-    execution.deploy(cfg, api_url=prefect_server.api_url,
-                     job_variables={"env": {"LAKEHOUSE_DB": str(lake.db_path), **TELEMETRY_OFF}})
+    repo.deploy(prefect_server.api_url, lake.db_path)
     return repo
 
 

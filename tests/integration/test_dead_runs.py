@@ -30,9 +30,8 @@ from support.prefect_server import (
 from support.rescue_repo import config, make_repo
 from support.webhook import serve_hook
 
-from rescue_runner import audit, execution
+from rescue_runner import audit
 from rescue_runner.adapters import prefect_api
-from rescue_runner.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -167,8 +166,7 @@ def test_cancel_stops_a_running_flow_run_and_records_it(
                "ticket": "DATA-2", "select": "slow_sleep"}
     repo = make_repo(tmp_path / "repo", lake.project_dir, config(storage=tmp_path / "runs",
                      deployment="rescue_cancel"), env=prefect_server.env, requests=[(rid, request)])
-    execution.deploy(load_config(repo.runner / "rescue.yaml"), api_url=prefect_server.api_url,
-                     job_variables={"env": {"LAKEHOUSE_DB": str(lake.db_path), **TELEMETRY_OFF}})
+    repo.deploy(prefect_server.api_url, lake.db_path)
     first = repo.rescue("apply")
     assert first.returncode == 0, first.stdout + first.stderr
     rec = audit.derive(rid, [e for e in repo.audit_events() if e.request_id == rid]).in_flight

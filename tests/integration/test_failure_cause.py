@@ -9,13 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 from support.example import ExampleBuild, copy_example
-from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
+from support.prefect_server import PrefectServer, PrefectWorker
 from support.rescue_repo import config, make_repo
 from support.webhook import serve_hook
 
 from rescue_runner import audit, execution
 from rescue_runner.adapters import prefect_api
-from rescue_runner.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +37,7 @@ def test_a_failing_test_after_a_rebuilt_model_is_explained_everywhere(
     with serve_hook() as hook:
         repo = make_repo(tmp_path / "repo", lake.project_dir, cfg, requests=[(RID, request)],
                          env={**prefect_server.env, "RESCUE_TEST_WEBHOOK": hook.url})
-        execution.deploy(load_config(repo.runner / "rescue.yaml"), api_url=prefect_server.api_url,
-                         job_variables={"env": {"LAKEHOUSE_DB": str(lake.db_path), **TELEMETRY_OFF}})
+        repo.deploy(prefect_server.api_url, lake.db_path)
         first = repo.rescue("apply")
         assert first.returncode == 0, first.stdout + first.stderr
         rec = audit.derive(RID, [e for e in repo.audit_events() if e.request_id == RID]).in_flight

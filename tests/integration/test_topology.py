@@ -19,12 +19,11 @@ from typing import Any, ClassVar
 import duckdb
 import pytest
 from support.example import ExampleBuild, copy_example
-from support.prefect_server import TELEMETRY_OFF, PrefectServer, PrefectWorker
-from support.rescue_repo import RescueRepo, config, git, make_repo
+from support.prefect_server import PrefectServer, PrefectWorker
+from support.rescue_repo import config, git, make_repo
 
 from rescue_runner import audit, execution
 from rescue_runner.adapters import prefect_api
-from rescue_runner.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +61,12 @@ def lake(example_build: ExampleBuild, tmp_path_factory: pytest.TempPathFactory) 
     return copy_example(example_build, tmp_path_factory.mktemp("topology-warehouse") / "example")
 
 
-def deploy(repo: RescueRepo, server: PrefectServer, lake: ExampleBuild) -> None:
-    execution.deploy(load_config(repo.runner / "rescue.yaml"), api_url=server.api_url,
-                     job_variables={"env": {"LAKEHOUSE_DB": str(lake.db_path), **TELEMETRY_OFF}})
-
-
 def test_only_the_approved_commit_reaches_the_warehouse(
         prefect_server: PrefectServer, prefect_worker: PrefectWorker, lake: ExampleBuild,
         tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "git", lake.project_dir,
                      config(storage=tmp_path / "runs", deployment="rescue_topology"), env=prefect_server.env)
-    deploy(repo, prefect_server, lake)
+    repo.deploy(prefect_server.api_url, lake.db_path)
     repo.merge_request(RID, REQUEST)
     approved = git(repo.origin, "rev-parse", "refs/heads/main").strip()
 
@@ -152,7 +146,7 @@ def test_credentials_in_urls_never_persist(
     data["notifications"] = {"on": ["failed", "needs_operator", "succeeded"], "retries": 0}
     repo = make_repo(tmp_path / "git", lake.project_dir, data,
                      env={**prefect_server.env, "PREFECT_API_URL": api, "RESCUE_WEBHOOK_URL": hook_url})
-    deploy(repo, prefect_server, lake)
+    repo.deploy(prefect_server.api_url, lake.db_path)
     repo.merge_request(SECRET_RID, REQUEST)
 
     outputs = [repo.rescue("apply", "--wait", "--poll", "1", "--timeout", "300")]

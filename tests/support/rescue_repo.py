@@ -47,6 +47,16 @@ class RescueRepo:
     def project_dir(self) -> Path:
         return self.runner / "lakehouse"
 
+    def deploy(self, api_url: str, warehouse: Path) -> None:
+        """``rescue deploy`` of the runner clone's rescue.yaml to the server at ``api_url``; its flow
+        runs build the example against the DuckDB file ``warehouse`` (LAKEHOUSE_DB)."""
+        from rescue_runner import execution
+        from rescue_runner.config import load_config
+        from support.prefect_server import TELEMETRY_OFF
+
+        execution.deploy(load_config(self.runner / "rescue.yaml"), api_url=api_url,
+                         job_variables={"env": {"LAKEHOUSE_DB": str(warehouse), **TELEMETRY_OFF}})
+
     def merge_request(self, rid: str, body: Mapping[str, Any] | str, message: str | None = None) -> str:
         """Commit ``rescues/<rid>.yaml`` on main and push it (a merged pull request); the commit sha."""
         text = body if isinstance(body, str) else yaml.safe_dump(dict(body), sort_keys=False)
